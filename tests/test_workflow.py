@@ -1,0 +1,76 @@
+"""The Snakemake workflow: lint, dry run, and a tiny end-to-end run in a temporary folder."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def snakemake(*args, cwd=ROOT):
+    # Jobs run `python -m tagllm`: put this interpreter's environment first on PATH.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.run([*SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=600, env=env)
+
+
+def test_lint_is_clean():
+    result = snakemake("--lint")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "good condition" in result.stdout + result.stderr
+
+
+def test_dry_run_lists_every_stage():
+    result = snakemake("-n", "--quiet", "rules")
+    assert result.returncode == 0, result.stderr
+    for rule in ("prepare_model", "prepare_qed", "train_domain_tag", "train_function_tag",
+                 "evaluate_run", "evaluate_train_mean", "build_tables", "plot_predictions"):
+        assert rule in result.stdout
+
+
+def test_config_typo_fails_before_any_job(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("devcie: cpu\n")
+    result = snakemake("-n", "--configfile", str(bad))
+    assert result.returncode != 0
+    assert "devcie" in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_tiny_end_to_end_run(tmp_path):
+    for item in ("Snakefile", "config.yaml", "workflow", "profiles", "envs"):
+        source = ROOT / item
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, tmp_path / item)
+    (tmp_path / "tests/data").mkdir(parents=True)
+    for name in ("tiny.yaml", "molecules.smi"):
+        shutil.copy(ROOT / "tests/data" / name, tmp_path / "tests/data" / name)
+    result = snakemake("--cores", "2", "--configfile", "tests/data/tiny.yaml", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    results = tmp_path / "results"
+    for path in ("models/tiny_random/config.json", "data/qed/train.parquet",
+                 "data/qed/rejected.parquet", "data/qed/report.json",
+                 "tags/stage1/SMILES/tags.safetensors", "tags/stage1/SMILES/tags.json",
+                 "runs/tagllm/qed/head.safetensors", "runs/tagllm/qed/metrics.json",
+                 "eval/tagllm/qed/predictions.parquet", "tables/summary.md",
+                 "figures/qed_predictions.png"):
+        assert (results / path).is_file(), path
+    metrics = json.loads((results / "eval/tagllm/qed/metrics.json").read_text())
+    assert {"mse", "mae", "pearson", "spearman", "n"} <= set(metrics)
+    summary = pd.read_csv(results / "tables/summary.csv")
+    assert list(summary.columns) == ["task", "method", "metric", "value", "paper_value"]
+    assert set(summary["method"]) == {"tagllm", "train_mean"}
+    assert summary.loc[summary["method"] == "tagllm", "paper_value"].item() == 0.008
+    train = json.loads((results / "runs/tagllm/qed/metrics.json").read_text())
+    assert train["versions"]["tagllm"] and train["loss_curve"]
+    assert list((tmp_path / "logs").rglob("*.log"))
+    # A second run has nothing to do.
+    again = snakemake("--cores", "2", "--configfile", "tests/data/tiny.yaml", "-n", cwd=tmp_path)
+    assert "Nothing to be done" in again.stdout + again.stderr

@@ -1,0 +1,36 @@
+# Tables and figures, rebuilt from saved evaluation files without retraining.
+
+
+rule build_tables:
+    input:
+        metrics=get_eval_metrics(),
+    output:
+        csv="results/tables/summary.csv",
+        markdown="results/tables/summary.md",
+    log:
+        "logs/build_tables/summary.log",
+    conda:
+        "../../envs/tagllm.yaml"
+    params:
+        caption=f"Test metrics on base model {MODEL} (data: see results/data/*/report.json); "
+        "paper_value is Tag-LLaMA (LLaMA-7B) from paper Table 2.",
+    shell:
+        "python -m tagllm summarize --metrics {input.metrics} --csv {output.csv}"
+        " --markdown {output.markdown} --caption '{params.caption}' > {log} 2>&1"
+
+
+rule plot_predictions:
+    input:
+        predictions=rules.evaluate_run.output.predictions,
+    output:
+        figure="results/figures/{task}_predictions.png",
+    log:
+        "logs/plot_predictions/{task}.log",
+    conda:
+        "../../envs/tagllm.yaml"
+    params:
+        model=MODEL,
+    shell:
+        "python -m tagllm plot-predictions --predictions {input.predictions}"
+        " --out {output.figure} --title '{wildcards.task}: Tag-LLM on {params.model}, test split'"
+        " > {log} 2>&1"
