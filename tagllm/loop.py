@@ -34,6 +34,7 @@ class TrainConfig:
 
     epochs: int = _opt(1, "passes over the training data")
     lr: float = _opt(1e-4, "AdamW learning rate (paper: 1e-4)")
+    head_lr: float = _opt(0.0, "learning rate of the regression head (0: same as lr)")
     weight_decay: float = _opt(0.0, "AdamW weight decay (paper: 0)")
     warmup_ratio: float = _opt(0.03, "fraction of steps for linear warm-up before the cosine decay")
     batch_size: int = _opt(4, "examples per forward pass (paper: 4)")
@@ -51,6 +52,7 @@ class TrainConfig:
         checks = [
             (self.epochs >= 1, "epochs must be >= 1"),
             (self.lr > 0, "lr must be > 0"),
+            (self.head_lr >= 0, "head_lr must be >= 0 (0 = same as lr)"),
             (self.weight_decay >= 0, "weight_decay must be >= 0"),
             (0 <= self.warmup_ratio < 1, "warmup_ratio must be in [0, 1)"),
             (self.batch_size >= 1, "batch_size must be >= 1"),
@@ -85,11 +87,12 @@ def versions() -> dict[str, str]:
             "transformers": transformers.__version__, "python": platform.python_version()}
 
 
-def optimise(params: Sequence[torch.nn.Parameter], n_batches: int,
+def optimise(params: Sequence[torch.nn.Parameter] | Sequence[dict], n_batches: int,
              step_loss: Callable[[int, int], tuple[torch.Tensor, int]],
              batch_order: Callable[[int], list[int]], config: TrainConfig) -> dict:
-    """Run `config.epochs` passes. `step_loss(epoch, batch)` returns (mean loss, tokens processed);
-    `batch_order(epoch)` gives the batch indices of an epoch. Returns training metrics."""
+    """Run `config.epochs` passes. `params` are parameters or AdamW parameter groups;
+    `step_loss(epoch, batch)` returns (mean loss, tokens processed); `batch_order(epoch)` gives the
+    batch indices of an epoch. Returns training metrics."""
     steps_per_epoch = math.ceil(n_batches / config.grad_accum)
     total_steps = steps_per_epoch * config.epochs
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)

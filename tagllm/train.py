@@ -197,7 +197,8 @@ def train_function_tag(model_dir: str | Path, task_name: str, data_path: str | P
         return loss, sum(len(e) for e in chosen)
 
     started = time.perf_counter()
-    params = [*tags.trainable_parameters(), *head.parameters()]
+    params = [{"params": tags.trainable_parameters()},
+              {"params": list(head.parameters()), "lr": config.head_lr or config.lr}]
     metrics = optimise(params, len(batches), step_loss,
                        _shuffled_order(len(batches), config.seed), config)
     tags.save(out_dir)
