@@ -11,7 +11,8 @@ import sys
 from collections.abc import Mapping, Sequence
 
 from tagllm import __version__
-from tagllm.loop import TrainConfig
+from tagllm.data.download import DownloadError
+from tagllm.train_config import TrainConfig
 
 
 def add_train_config(parser: argparse.ArgumentParser) -> None:
@@ -48,11 +49,32 @@ def to_cli_flags(settings: Mapping[str, object]) -> str:
     return " ".join(flags)
 
 
+def dataset_cli_flags(entry: Mapping[str, object], inputs: Mapping[str, object],
+                      downloads_root: str) -> str:
+    """`prepare-dataset` flags for one config entry of `data:`; `inputs` as the rule resolves them
+    (upstream Parquet files by role), `downloads_root` where the download rule puts sources."""
+    flags = []
+    for key, value in entry.items():
+        if key == "inputs":
+            continue
+        if key == "path" and not value:
+            continue
+        flags.append(f"--{key.replace('_', '-')} {shlex.quote(str(value))}")
+    if entry.get("source") in ("binding-affinity", "opus100", "tdc"):
+        flags.append(f"--path {shlex.quote(downloads_root)}")
+    for role in ("molecules", "proteins"):
+        if role in inputs:
+            flags.append(f"--{role} " + " ".join(shlex.quote(str(p)) for p in inputs[role]))
+    return " ".join(flags)
+
+
 def add_model_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="local model folder (from prepare-model)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: default)")
+    parser.add_argument("--char-level", action=argparse.BooleanOptionalAction, default=True,
+                        help="protein and SMILES strings one character per token (paper; default on)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,14 +89,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="bfloat16", help="dtype the weights are saved in")
     p.add_argument("--seed", type=int, default=0, help="seed of the tiny random model")
 
-    p = commands.add_parser("prepare-qed", help="molecules -> canonical SMILES + QED, split")
+    p = commands.add_parser("download", help="fetch one real data source (needs network)")
+    p.add_argument("--source", required=True, help="e.g. flores101, opus100_en-fr, tdc_drugcomb")
     p.add_argument("--out-dir", required=True)
-    p.add_argument("--source", default="rdkit-nci", choices=["rdkit-nci", "smi-file"])
-    p.add_argument("--path", default=None, help=".smi file, for --source smi-file")
+    p.add_argument("--retries", type=int, default=3)
+
+    p = commands.add_parser("prepare-dataset", help="source -> validated Parquet splits + report")
+    p.add_argument("--kind", required=True,
+                   choices=["qed", "descriptor", "text", "translation", "dc", "ba"])
+    p.add_argument("--source", required=True, help="see `tagllm.data.prepare` for each kind")
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--path", default="", help="input file (*-file sources) or downloads folder")
     p.add_argument("--max-rows", type=int, default=0, help="keep at most this many (0: all)")
-    p.add_argument("--max-chars", type=int, default=512, help="longest canonical SMILES kept")
+    p.add_argument("--max-chars", type=int, default=512, help="longest item kept")
     p.add_argument("--test-fraction", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=1, help="processes for labels (0: all cores)")
+    p.add_argument("--lang", default="", help="language code, for kind text")
+    p.add_argument("--n-pairs", type=int, default=0, help="pairs to draw, for synthetic sources")
+    p.add_argument("--test-rows", type=int, default=0, help="translation test sentences (0: all)")
+    p.add_argument("--molecules", nargs="*", default=[], help="prepared molecule Parquet files")
+    p.add_argument("--proteins", nargs="*", default=[], help="prepared protein Parquet files")
 
     p = commands.add_parser("train-domain-tag", help="stage 1: a domain tag by next-token loss")
     add_model_flags(p)
@@ -132,27 +167,34 @@ def run(args: argparse.Namespace) -> None:
         from tagllm.model_sources import prepare_model
 
         prepare_model(args.source, args.out, args.model_id, args.dtype, args.seed)
-    elif args.command == "prepare-qed":
-        from tagllm.data.prepare import prepare_qed
+    elif args.command == "download":
+        from tagllm.data.sources import download_source
 
-        report = prepare_qed(args.out_dir, args.source, args.path, args.max_rows, args.max_chars,
-                             args.test_fraction, args.seed)
-        logging.info("prepared: %s", report)
+        download_source(args.source, args.out_dir, args.retries)
+    elif args.command == "prepare-dataset":
+        from tagllm.data.prepare import Settings, prepare_dataset
+
+        fields = {f.name for f in dataclasses.fields(Settings)}
+        prepare_dataset(args.kind, args.out_dir,
+                        Settings(**{k: v for k, v in vars(args).items() if k in fields}))
     elif args.command == "train-domain-tag":
         from tagllm.train import train_domain_tag
 
         train_domain_tag(args.model, args.data, args.column, args.tag, args.out_dir,
-                         args.tag_length, train_config(args), args.device, args.dtype)
+                         args.tag_length, train_config(args), args.device, args.dtype,
+                         args.char_level)
     elif args.command == "train-function-tag":
         from tagllm.train import train_function_tag
 
         train_function_tag(args.model, args.task, args.data, args.domain_tags, args.out_dir,
-                           args.tag_length, train_config(args), args.device, args.dtype)
+                           args.tag_length, train_config(args), args.device, args.dtype,
+                           args.char_level)
     elif args.command == "evaluate":
         from tagllm.evaluate import evaluate_regression
 
         metrics = evaluate_regression(args.model, args.run, args.task, args.test, args.out_dir,
-                                      args.method, args.batch_size, args.device, args.dtype)
+                                      args.method, args.batch_size, args.device, args.dtype,
+                                      args.char_level)
         logging.info("metrics: %s", metrics)
     elif args.command == "evaluate-train-mean":
         from tagllm.evaluate import evaluate_train_mean
@@ -175,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(message)s")
     try:
         run(args)
-    except (ValueError, KeyError, FileNotFoundError) as error:
+    except (ValueError, KeyError, FileNotFoundError, DownloadError) as error:
         # User errors (bad input, missing files, wrong tag file): one clear line, no traceback.
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"tagllm {args.command}: error: {message}", file=sys.stderr)

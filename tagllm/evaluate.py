@@ -37,10 +37,11 @@ def predict_regression(base: Base, tags: TagTable, head: RegressionHead, templat
 
 def evaluate_regression(model_dir: str | Path, run_dir: str | Path, task_name: str,
                         test_path: str | Path, out_dir: str | Path, method: str = "tagllm",
-                        batch_size: int = 16, device: str = "cpu", dtype: str = "float32") -> dict:
+                        batch_size: int = 16, device: str = "cpu", dtype: str = "float32",
+                        char_level: bool = True) -> dict:
     """Score a trained run (tags + head) on `test_path`; writes predictions.parquet and metrics.json."""
     task = get_task(task_name)
-    base = Base.load(model_dir, dtype, device)
+    base = Base.load(model_dir, dtype, device, char_level)
     tags = TagTable(base.info)
     tags.load(run_dir, trainable=False)
     tags.to(base.device)

@@ -11,7 +11,7 @@ import resource
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 
 import numpy as np
 import torch
@@ -19,53 +19,9 @@ from tqdm import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 from tagllm import __version__
+from tagllm.train_config import TrainConfig
 
 log = logging.getLogger("tagllm")
-
-
-def _opt(default: object, help_text: str) -> object:
-    return field(default=default, metadata={"help": help_text})
-
-
-@dataclass
-class TrainConfig:
-    """Hyper-parameters of one training run (paper A.1 defaults: AdamW 1e-4, wd 0, cosine, 3% warm-up,
-    batch 4 x accumulation 8)."""
-
-    epochs: int = _opt(1, "passes over the training data")
-    lr: float = _opt(1e-4, "AdamW learning rate (paper: 1e-4)")
-    head_lr: float = _opt(0.0, "learning rate of the regression head (0: same as lr)")
-    weight_decay: float = _opt(0.0, "AdamW weight decay (paper: 0)")
-    warmup_ratio: float = _opt(0.03, "fraction of steps for linear warm-up before the cosine decay")
-    batch_size: int = _opt(4, "examples per forward pass (paper: 4)")
-    grad_accum: int = _opt(8, "batches per optimiser step (paper: 8)")
-    max_examples: int = _opt(0, "use at most this many training examples (0: all)")
-    seed: int = _opt(0, "seed for sampling, batch order and initialisation")
-    loss_scale: float = _opt(100.0, "factor on the regression MSE (the authors' code uses 100)")
-    standardize_labels: bool = _opt(False, "train the head on z-scored labels (not in the paper)")
-    head_init: str = _opt("mean_embedding", "regression head init: mean_embedding (paper) or zeros")
-    cache_prefix: bool = _opt(True, "run frozen prefixes once and train on their KV cache")
-    cache_budget_mb: int = _opt(4096, "keep cached prefixes across epochs up to this many MiB")
-    log_every: int = _opt(10, "log a progress line every this many optimiser steps")
-
-    def __post_init__(self) -> None:
-        checks = [
-            (self.epochs >= 1, "epochs must be >= 1"),
-            (self.lr > 0, "lr must be > 0"),
-            (self.head_lr >= 0, "head_lr must be >= 0 (0 = same as lr)"),
-            (self.weight_decay >= 0, "weight_decay must be >= 0"),
-            (0 <= self.warmup_ratio < 1, "warmup_ratio must be in [0, 1)"),
-            (self.batch_size >= 1, "batch_size must be >= 1"),
-            (self.grad_accum >= 1, "grad_accum must be >= 1"),
-            (self.max_examples >= 0, "max_examples must be >= 0 (0 = all)"),
-            (self.loss_scale > 0, "loss_scale must be > 0"),
-            (self.head_init in ("mean_embedding", "zeros"), "head_init: mean_embedding or zeros"),
-            (self.cache_budget_mb >= 0, "cache_budget_mb must be >= 0"),
-            (self.log_every >= 1, "log_every must be >= 1"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(f"invalid training config: {message}")
 
 
 def seed_everything(seed: int) -> None:

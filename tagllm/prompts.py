@@ -15,6 +15,18 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 NO_SLOT = -1
+SENTENCEPIECE_SPACE = "\u2581"  # "▁", how SentencePiece (LLaMA, Mistral) writes a space
+
+
+def byte_level_char(char: str) -> str | None:
+    """How GPT-2-style byte-level BPE (SmolLM2, ...) writes a one-byte character in its vocabulary."""
+    code = ord(char)
+    if code > 255:
+        return None
+    printable = [*range(33, 127), *range(161, 173), *range(174, 256)]
+    if code in printable:
+        return char
+    return chr(256 + sorted(set(range(256)) - set(printable)).index(code))
 FIELD_PATTERN = re.compile(r"\{(\w+)\}")
 
 
@@ -42,11 +54,13 @@ class PromptEncoder:
     """Turns templates + field values into `Encoded` prompts for one tokenizer and tag table layout."""
 
     def __init__(self, tokenizer, tag_lengths: Mapping[str, int], tag_offsets: Mapping[str, int],
-                 char_fields: frozenset[str] = frozenset(), add_bos: bool | None = None) -> None:
+                 char_fields: frozenset[str] = frozenset(), add_bos: bool | None = None,
+                 char_level: bool = True) -> None:
         self.tokenizer = tokenizer
         self.tag_lengths = dict(tag_lengths)
         self.tag_offsets = dict(tag_offsets)
-        self.char_fields = char_fields
+        self.char_fields = char_fields if char_level else frozenset()
+        self._vocab = tokenizer.get_vocab()
         names = sorted(self.tag_lengths, key=len, reverse=True)
         self._tag_pattern = re.compile("(" + "|".join(f"<{re.escape(n)}>" for n in names) + ")") \
             if names else None
@@ -61,8 +75,19 @@ class PromptEncoder:
     def _encode_chars(self, text: str) -> list[int]:
         ids: list[int] = []
         for char in text:
-            ids.extend(self._encode_text(char))
+            ids.extend(self._char_ids(char))
         return ids
+
+    def _char_ids(self, char: str) -> tuple[int, ...]:
+        """One token for one character, looked up in the vocabulary: tokenising a lone character
+        with a SentencePiece tokenizer would give "▁C" (a word start), not "C"."""
+        pieces = [char, byte_level_char(char)]
+        if char == " ":
+            pieces.append(SENTENCEPIECE_SPACE)
+        for piece in pieces:
+            if piece is not None and piece in self._vocab:
+                return (self._vocab[piece],)
+        return self._encode_text(char)  # e.g. a non-ASCII character: as the tokenizer splits it
 
     def encode(self, template: str, values: Mapping[str, object], target: str | None = None
                ) -> Encoded:

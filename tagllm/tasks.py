@@ -25,9 +25,11 @@ class DomainTag:
     char_fields: frozenset[str] = frozenset()
 
 
+LANGUAGE_TAGS = ("EN", "FR", "RU", "DE", "IT", "EL", "ES", "PT")
 DOMAIN_TAGS: dict[str, DomainTag] = {
     "SMILES": DomainTag("SMILES", "<SMILES> {text}", frozenset({"text"})),
     "Protein": DomainTag("Protein", "<Protein> {text}", frozenset({"text"})),
+    **{lang: DomainTag(lang, f"<{lang}> {{text}}") for lang in LANGUAGE_TAGS},
 }
 
 TASKS: dict[str, Task] = {

@@ -40,11 +40,12 @@ class Base:
     model: torch.nn.Module
     tokenizer: object
     info: object
+    char_level: bool = True  # protein and SMILES strings one character per token (paper)
 
     @classmethod
-    def load(cls, model_dir: str | Path, dtype: str, device: str) -> Base:
+    def load(cls, model_dir: str | Path, dtype: str, device: str, char_level: bool = True) -> Base:
         model, tokenizer = load_frozen_model(model_dir, dtype=dtype, device=device)
-        return cls(model, tokenizer, model_info(model, model_dir))
+        return cls(model, tokenizer, model_info(model, model_dir), char_level)
 
     @property
     def device(self) -> torch.device:
@@ -55,7 +56,8 @@ class Base:
 
     def encoder(self, tags: TagTable, char_fields: frozenset[str]) -> PromptEncoder:
         lengths = {name: tags.length(name) for name in tags.names}
-        return PromptEncoder(self.tokenizer, lengths, tags.offsets(), char_fields)
+        return PromptEncoder(self.tokenizer, lengths, tags.offsets(), char_fields,
+                             char_level=self.char_level)
 
 
 def read_table(path: str | Path, columns: list[str], max_rows: int = 0, seed: int = 0
@@ -93,11 +95,11 @@ def lm_loss(base: Base, tags: TagTable, examples: list[Encoded]) -> torch.Tensor
 
 def train_domain_tag(model_dir: str | Path, data_path: str | Path, column: str, tag: str,
                      out_dir: str | Path, tag_length: int, config: TrainConfig,
-                     device: str = "cpu", dtype: str = "float32") -> dict:
+                     device: str = "cpu", dtype: str = "float32", char_level: bool = True) -> dict:
     """Stage 1: learn `<tag>` from unlabeled text by next-token prediction on `<tag> text`."""
     seed_everything(config.seed)
     spec = get_domain_tag(tag)
-    base = Base.load(model_dir, dtype, device)
+    base = Base.load(model_dir, dtype, device, char_level)
     texts = read_table(data_path, [column], config.max_examples, config.seed)[column].astype(str)
     tags = TagTable(base.info).to(base.device)
     tags.add_new(tag, "domain", 1, tag_length, base.embeddings(), run=f"stage1/{tag}")
@@ -160,13 +162,14 @@ def regression_hidden(base: Base, tags: TagTable, examples: list[Encoded],
 
 def train_function_tag(model_dir: str | Path, task_name: str, data_path: str | Path,
                        domain_tag_dirs: list[str | Path], out_dir: str | Path, tag_length: int,
-                       config: TrainConfig, device: str = "cpu", dtype: str = "float32") -> dict:
+                       config: TrainConfig, device: str = "cpu", dtype: str = "float32",
+                       char_level: bool = True) -> dict:
     """Stage 2: learn the task's function tag and regression head; domain tags stay frozen."""
     seed_everything(config.seed)
     task = get_task(task_name)
     if task.kind != "regression":
         raise ValueError(f"task {task_name!r} is a {task.kind} task, not regression")
-    base = Base.load(model_dir, dtype, device)
+    base = Base.load(model_dir, dtype, device, char_level)
     frame = read_table(data_path, [*_fields(task.template), task.label], config.max_examples,
                        config.seed)
     if frame[task.label].isna().any():

@@ -26,8 +26,9 @@ def tiny_base(tiny_model_dir) -> Base:
 
 @pytest.fixture(scope="session")
 def qed_dir(tmp_path_factory) -> Path:
-    from tagllm.data.prepare import prepare_qed
+    from tagllm.data.prepare import Settings, prepare_dataset
 
     out = tmp_path_factory.mktemp("data") / "qed"
-    prepare_qed(out, source="smi-file", path=str(DATA / "molecules.smi"), test_fraction=0.2)
+    prepare_dataset("qed", out, Settings("smi-file", path=str(DATA / "molecules.smi"),
+                                         test_fraction=0.2))
     return out

@@ -7,7 +7,7 @@ import pytest
 
 from tagllm.cli import build_parser, main
 
-SUBCOMMANDS = ["prepare-model", "prepare-qed", "train-domain-tag", "train-function-tag",
+SUBCOMMANDS = ["prepare-model", "download", "prepare-dataset", "train-domain-tag", "train-function-tag",
                "evaluate", "evaluate-train-mean", "summarize", "plot-predictions"]
 
 

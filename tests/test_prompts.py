@@ -69,3 +69,44 @@ def test_length_grouping_keeps_every_index_once():
     assert all(len(b) <= 3 for b in batches)
     sorted_batches = length_grouped_batches(lengths, 3, seed=None)
     assert [lengths[i] for i in sorted_batches[0]] == [1, 2, 3]
+
+
+def llama_like_tokenizer():
+    """A SentencePiece-style tokenizer (Metaspace, as LLaMA's): a lone "C" encodes as "▁C"."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    pieces = ["<unk>", "<s>", "</s>", "\u2581", "\u2581C", "C", "O", "(", ")", "=", "\u2581The", "c", "1"]
+    backend = Tokenizer(models.BPE(vocab={p: i for i, p in enumerate(pieces)},
+                                   merges=[("\u2581", "C")], unk_token="<unk>", fuse_unk=True))
+    backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always")
+    return PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", bos_token="<s>",
+                                   eos_token="</s>")
+
+
+def test_char_level_with_sentencepiece_style_tokenizer():
+    tok = llama_like_tokenizer()
+    assert tok.convert_ids_to_tokens(tok("C", add_special_tokens=False).input_ids) == ["\u2581C"]
+    enc = PromptEncoder(tok, {"SMILES": 2}, {"SMILES": 0}, frozenset({"smiles"}))
+    encoded = enc.encode("<SMILES>{smiles}", {"smiles": "CC(=O)c1"})
+    assert tok.convert_ids_to_tokens(list(encoded.ids[2:])) == list("CC(=O)c1")
+    subword = PromptEncoder(tok, {"SMILES": 2}, {"SMILES": 0}, frozenset({"smiles"}),
+                            char_level=False).encode("<SMILES>{smiles}", {"smiles": "CC"})
+    assert len(subword) != len(encoded) or subword.ids != encoded.ids
+
+
+def test_char_level_with_byte_level_tokenizer():
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from tagllm.prompts import byte_level_char
+
+    pieces = ["<unk>", "C", "O", "\u0120", "\u0120C", "CO"]
+    backend = Tokenizer(models.BPE(vocab={p: i for i, p in enumerate(pieces)}, merges=[("C", "O")],
+                                   unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>")
+    assert byte_level_char(" ") == "\u0120" and byte_level_char("C") == "C"
+    enc = PromptEncoder(tok, {}, {}, frozenset({"s"}))
+    assert tok.convert_ids_to_tokens(list(enc.encode("{s}", {"s": "CO C"}).ids)) == [
+        "C", "O", "\u0120", "C"]

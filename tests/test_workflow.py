@@ -30,9 +30,21 @@ def test_lint_is_clean():
 def test_dry_run_lists_every_stage():
     result = snakemake("-n", "--quiet", "rules")
     assert result.returncode == 0, result.stderr
-    for rule in ("prepare_model", "prepare_qed", "train_domain_tag", "train_function_tag",
+    for rule in ("prepare_model", "prepare_dataset", "train_domain_tag", "train_function_tag",
                  "evaluate_run", "evaluate_train_mean", "build_tables", "plot_predictions"):
         assert rule in result.stdout
+
+
+def test_paper_preset_dry_run_lists_every_download(tmp_path):
+    result = snakemake("-n", "--configfile", "presets/paper.yaml")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    for source in ("binding_affinity", "tdc_drugcomb", "tdc_bindingdb_patent", "flores101",
+                   *(f"opus100_{p}" for p in ("ca-en", "de-en", "el-en", "en-es", "en-fr",
+                                               "en-it", "en-pt", "en-ru"))):
+        assert f"resources/downloads/{source}" in result.stdout, source
+    for dataset in ("qed", "descriptor", "translation", "text_el", "dc", "ba"):
+        assert f"results/data/{dataset}/report.json" in result.stdout, dataset
+    assert "results/data/dc_synthetic" not in result.stdout  # switched off by the preset
 
 
 def test_config_typo_fails_before_any_job(tmp_path):
@@ -55,6 +67,10 @@ def test_tiny_end_to_end_run(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
     results = tmp_path / "results"
+    for name in ("qed", "descriptor", "translation", "text_el", "dc_synthetic", "ba_synthetic"):
+        report = json.loads((results / "data" / name / "report.json").read_text())
+        assert report["kept"] + sum(report["rejected"].values()) + report["not_sampled"] == \
+            report["rows_in"], name
     for path in ("models/tiny_random/config.json", "data/qed/train.parquet",
                  "data/qed/rejected.parquet", "data/qed/report.json",
                  "tags/stage1/SMILES/tags.safetensors", "tags/stage1/SMILES/tags.json",

@@ -1,14 +1,11 @@
-"""Molecules: read SMILES files, validate and canonicalise with RDKit, and label them (QED)."""
+"""Molecules: read SMILES files, validate and canonicalise them with RDKit (labels: `labels.py`)."""
 
 from __future__ import annotations
 
-import math
-import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from rdkit import Chem, RDConfig, RDLogger
-from rdkit.Chem import QED
 
 from tagllm.data.validation import Rejections
 
@@ -37,9 +34,9 @@ def read_smi(path: str | Path) -> Iterator[tuple[int, str, str]]:
             yield row, smiles, identifier
 
 
-def canonical_molecules(records: Iterator[tuple[int, str, str]], source: str, max_chars: int,
+def canonical_molecules(records: Iterable[tuple[int, str, str]], source: str, max_chars: int,
                         rejections: Rejections) -> list[dict]:
-    """Valid, de-duplicated molecules with canonical SMILES and QED; all others go to `rejections`."""
+    """Valid, de-duplicated molecules as canonical SMILES; all others go to `rejections`."""
     kept: list[dict] = []
     seen: dict[str, int] = {}
     for row, smiles, identifier in records:
@@ -59,21 +56,6 @@ def canonical_molecules(records: Iterator[tuple[int, str, str]], source: str, ma
             rejections.add(source, row, "duplicate", f"same canonical SMILES as row {seen[canonical]}",
                            canonical)
             continue
-        label = qed(molecule)
-        if not math.isfinite(label):
-            rejections.add(source, row, "nan_label", "QED is not finite", canonical)
-            continue
         seen[canonical] = row
-        kept.append({"id": identifier, "source_row": row, "smiles": canonical, "y": label})
+        kept.append({"id": identifier, "source_row": row, "smiles": canonical})
     return kept
-
-
-def qed(molecule: Chem.Mol) -> float:
-    try:
-        return float(QED.qed(molecule))
-    except (ValueError, RuntimeError):
-        return math.nan
-
-
-def default_nci_exists() -> bool:
-    return os.path.isfile(rdkit_nci_path())

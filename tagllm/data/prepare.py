@@ -1,32 +1,355 @@
-"""Prepare steps: turn a source into validated train/test Parquet files plus a rejection report."""
+"""Prepare steps: turn a source into validated Parquet splits plus `rejected.parquet` and `report.json`.
+
+One entry point, `prepare_dataset(kind, out_dir, settings)`, for every dataset kind:
+
+| kind | sources | columns |
+|---|---|---|
+| qed | rdkit-nci (embedded), smi-file, binding-affinity | id, source_row, smiles, y |
+| descriptor | pyhmmer-proteome (embedded), fasta-file, binding-affinity | id, source_row, sequence, y |
+| text | django (embedded), opus100 | id, text |
+| translation | django (embedded), opus100 + flores101 | src_lang, tgt_lang, src, tgt, setting |
+| dc | synthetic (embedded), tdc | drug1, smiles1, drug2, smiles2, y |
+| ba | synthetic (embedded), tdc | protein_id, sequence, drug, smiles, y |
+"""
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from tagllm.data import tdc
+from tagllm.data.labels import attach_labels
 from tagllm.data.molecules import canonical_molecules, rdkit_nci_path, read_smi
+from tagllm.data.proteins import pyhmmer_proteome_path, read_fasta, valid_proteins
 from tagllm.data.splits import random_split, subsample
+from tagllm.data.synthetic import ba_pairs, dc_pairs
+from tagllm.data.text import LANGUAGES, clean_text, django_parallel, read_flores, read_opus
 from tagllm.data.validation import Rejections, write_prepared
 
-SOURCES = ("rdkit-nci", "smi-file")
+log = logging.getLogger("tagllm")
+
+KIND_SOURCES = {
+    "qed": ("rdkit-nci", "smi-file", "binding-affinity"),
+    "descriptor": ("pyhmmer-proteome", "fasta-file", "binding-affinity"),
+    "text": ("django", "opus100"),
+    "translation": ("django", "opus100"),
+    "dc": ("synthetic", "tdc"),
+    "ba": ("synthetic", "tdc"),
+}
+# Translation: trained on these pairs (both directions), evaluated on these directions (paper Table 1).
+TRAIN_PAIRS = (("en", "fr"), ("en", "ru"), ("de", "en"), ("en", "it"), ("el", "en"))
+EVAL_DIRECTIONS = {
+    ("en", "fr"): "seen", ("fr", "en"): "seen", ("en", "ru"): "seen", ("ru", "en"): "seen",
+    ("en", "de"): "seen", ("de", "en"): "seen",
+    ("it", "fr"): "unseen_pair", ("fr", "it"): "unseen_pair",
+    ("es", "pt"): "unseen_languages", ("pt", "es"): "unseen_languages",
+}
+# Stage-1 text for each language tag in the paper: one side of an OPUS-100 pair.
+OPUS_SIDE = {"en": "ca-en", "fr": "en-fr", "ru": "en-ru", "de": "de-en", "it": "en-it",
+             "el": "el-en", "es": "en-es", "pt": "en-pt"}
 
 
-def prepare_qed(out_dir: str | Path, source: str = "rdkit-nci", path: str | None = None,
-                max_rows: int | None = None, max_chars: int = 512, test_fraction: float = 0.1,
-                seed: int = 0) -> dict:
-    """Molecules -> canonical SMILES + RDKit QED label -> train/test split (paper: 90/10)."""
-    if source not in SOURCES:
-        raise ValueError(f"QED source must be one of {SOURCES}, not {source!r}")
-    smi = rdkit_nci_path() if source == "rdkit-nci" else Path(path or "")
+def required_downloads(kind: str, source: str, lang: str = "") -> list[str]:
+    """Names of the download sources (`tagllm.data.sources`) a dataset is prepared from."""
+    if source == "binding-affinity":
+        return ["binding_affinity"]
+    if source == "tdc":
+        return ["tdc_drugcomb"] if kind == "dc" else ["tdc_bindingdb_patent"]
+    if source == "opus100" and kind == "text":
+        return [f"opus100_{OPUS_SIDE[lang]}"]
+    if source == "opus100":
+        return [f"opus100_{'-'.join(sorted(pair))}" for pair in TRAIN_PAIRS] + ["flores101"]
+    return []
+
+
+@dataclass
+class Settings:
+    """What a prepare step needs; each kind uses a subset (see `prepare_dataset`)."""
+
+    source: str
+    path: str = ""  # a file for *-file sources; a downloads folder for real sources
+    max_rows: int = 0
+    max_chars: int = 512
+    test_fraction: float = 0.1
+    seed: int = 0
+    workers: int = 1
+    lang: str = ""
+    n_pairs: int = 0
+    test_rows: int = 0  # translation: FLORES-101 sentences per direction (0: all 1012)
+    molecules: list[str] = field(default_factory=list)  # synthetic pairs: prepared Parquet files
+    proteins: list[str] = field(default_factory=list)
+
+
+def prepare_dataset(kind: str, out_dir: str | Path, settings: Settings) -> dict:
+    if kind not in KIND_SOURCES:
+        raise ValueError(f"unknown dataset kind {kind!r}; known: {sorted(KIND_SOURCES)}")
+    if settings.source not in KIND_SOURCES[kind]:
+        raise ValueError(f"dataset kind {kind!r} takes source {KIND_SOURCES[kind]}, "
+                         f"not {settings.source!r}")
+    builder = {"qed": _qed, "descriptor": _descriptor, "text": _text,
+               "translation": _translation, "dc": _dc, "ba": _ba}[kind]
+    report = builder(Path(out_dir), settings)
+    log.info("prepared %s: %s", kind, report)
+    return report
+
+
+# --------------------------------------------------------------------------- molecules, proteins
+def _binding_affinity(settings: Settings) -> pd.DataFrame:
+    path = Path(settings.path) / "all.parquet"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: jglaser/binding_affinity file missing (run the download)")
+    return pd.read_parquet(path)
+
+
+def _qed(out: Path, s: Settings) -> dict:
     rejections = Rejections()
-    rows = list(read_smi(smi))
-    kept = pd.DataFrame(canonical_molecules(iter(rows), str(smi), max_chars, rejections),
-                        columns=["id", "source_row", "smiles", "y"])
-    sampled = subsample(kept, max_rows, seed)
-    train, test = random_split(sampled, test_fraction, seed)
-    return write_prepared(out_dir, {"train": train, "test": test}, rejections, rows_in=len(rows),
-                          not_sampled=len(kept) - len(sampled),
-                          extra={"dataset": "qed", "source": str(smi), "label": "rdkit QED",
-                                 "seed": seed, "test_fraction": test_fraction})
+    if s.source == "binding-affinity":
+        frame = _binding_affinity(s)
+        source = str(Path(s.path) / "all.parquet")
+        records = [(i + 1, str(v), str(i + 1)) for i, v in enumerate(frame["smiles_can"])]
+    else:
+        source = str(rdkit_nci_path() if s.source == "rdkit-nci" else Path(s.path))
+        records = list(read_smi(source))
+    kept = canonical_molecules(records, source, s.max_chars, rejections)
+    return _label_split_write(out, kept, "smiles", "qed", s, rejections, len(records), source)
+
+
+def _descriptor(out: Path, s: Settings) -> dict:
+    rejections = Rejections()
+    if s.source == "binding-affinity":
+        frame = _binding_affinity(s)
+        source = str(Path(s.path) / "all.parquet")
+        records = [(i + 1, str(v), str(i + 1)) for i, v in enumerate(frame["seq"])]
+    else:
+        source = str(pyhmmer_proteome_path() if s.source == "pyhmmer-proteome" else Path(s.path))
+        records = list(read_fasta(source))
+    kept = valid_proteins(records, source, s.max_chars, rejections)
+    return _label_split_write(out, kept, "sequence", "blosum1", s, rejections, len(records), source)
+
+
+def _label_split_write(out: Path, kept: list[dict], column: str, label: str, s: Settings,
+                       rejections: Rejections, rows_in: int, source: str) -> dict:
+    # Subsample before labelling: labels cost time, and unsampled rows need none.
+    frame = pd.DataFrame(kept, columns=["id", "source_row", column])
+    sampled = subsample(frame, s.max_rows, s.seed)
+    labelled = attach_labels(sampled.to_dict("records"), column, label, s.workers, rejections, source)
+    labelled_frame = pd.DataFrame(labelled, columns=["id", "source_row", column, "y"])
+    train, test = random_split(labelled_frame, s.test_fraction, s.seed)
+    return write_prepared(out, {"train": train, "test": test}, rejections, rows_in=rows_in,
+                          not_sampled=len(frame) - len(sampled),
+                          extra={"source": source, "label": label, "seed": s.seed,
+                                 "test_fraction": s.test_fraction})
+
+
+# --------------------------------------------------------------------------- text
+def _django_split(s: Settings) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """Django messages in all eight languages, split by message into train and test; and the number
+    of catalog entries skipped (plural forms, message contexts)."""
+    messages, skipped = django_parallel(LANGUAGES)
+    train, test = random_split(messages, s.test_fraction, s.seed)
+    return train, test, skipped
+
+
+def _text(out: Path, s: Settings) -> dict:
+    """Monolingual text for a language tag; the test split measures the tag's held-out LM loss."""
+    if s.lang not in LANGUAGES:
+        raise ValueError(f"text datasets need lang in {LANGUAGES}, not {s.lang!r}")
+    rejections = Rejections()
+    if s.source == "django":
+        # The translation dataset's message split, so stage-1 text never includes a test message.
+        train_messages, test_messages, _ = _django_split(s)
+        source = "django catalogs"
+        train = _valid_texts(list(train_messages[s.lang]), source, s, rejections, set())
+        test = _valid_texts(list(test_messages[s.lang]), source, s, rejections,
+                            set(train["text"]), first_row=len(train_messages) + 1)
+        rows_in = len(train_messages) + len(test_messages)
+        sampled = subsample(train, s.max_rows, s.seed)
+        not_sampled = len(train) - len(sampled)
+        train = sampled
+    else:
+        pair = OPUS_SIDE[s.lang]
+        path = Path(s.path) / f"opus100_{pair}" / "train.parquet"
+        other = next(code for code in pair.split("-") if code != s.lang)
+        texts, source = list(read_opus(path, s.lang, other)["src"]), str(path)
+        frame = _valid_texts(texts, source, s, rejections, set())
+        sampled = subsample(frame, s.max_rows, s.seed)
+        train, test = random_split(sampled, s.test_fraction, s.seed)
+        rows_in, not_sampled = len(texts), len(frame) - len(sampled)
+    return write_prepared(out, {"train": train, "test": test}, rejections, rows_in=rows_in,
+                          not_sampled=not_sampled,
+                          extra={"source": source, "lang": s.lang, "seed": s.seed})
+
+
+def _valid_texts(texts: list[object], source: str, s: Settings, rejections: Rejections,
+                 seen: set[str], first_row: int = 1) -> pd.DataFrame:
+    """Non-blank, not over-long, de-duplicated texts (whitespace normalised) as columns id, text."""
+    kept = []
+    seen = set(seen)
+    for row, value in enumerate(texts, start=first_row):
+        text = clean_text(value)
+        if text is None:
+            rejections.add(source, row, "empty", "blank text", value)
+        elif len(text) > s.max_chars:
+            rejections.add(source, row, "too_long", f"{len(text)} > {s.max_chars} characters", text)
+        elif text in seen:
+            rejections.add(source, row, "duplicate", "same text as an earlier row", text)
+        else:
+            seen.add(text)
+            kept.append({"id": row, "text": text})
+    return pd.DataFrame(kept, columns=["id", "text"])
+
+
+def _translation(out: Path, s: Settings) -> dict:
+    rejections = Rejections()
+    skipped = 0
+    if s.source == "django":
+        train_messages, test_messages, skipped = _django_split(s)
+        train_rows, considered, not_sampled = _directions(train_messages, TRAIN_PAIRS, s, rejections,
+                                                          "django train")
+        test_rows = [
+            {"src_lang": a, "tgt_lang": b, "src": m[a], "tgt": m[b], "setting": setting}
+            for (a, b), setting in EVAL_DIRECTIONS.items() for m in _rows(test_messages, s.test_rows)
+        ]
+        source = "django catalogs"
+    else:
+        train_rows, considered, not_sampled = [], 0, 0
+        for a, b in TRAIN_PAIRS:
+            pair = "-".join(sorted((a, b)))
+            path = Path(s.path) / f"opus100_{pair}" / "train.parquet"
+            frame = read_opus(path, a, b).rename(columns={"src": a, "tgt": b})
+            rows, seen, unsampled = _directions(frame, ((a, b),), s, rejections, str(path))
+            train_rows, considered, not_sampled = train_rows + rows, considered + seen, \
+                not_sampled + unsampled
+        flores = Path(s.path) / "flores101" / "devtest"
+        sentences = pd.DataFrame({lang: read_flores(flores, lang) for lang in LANGUAGES})
+        test_rows = [
+            {"src_lang": a, "tgt_lang": b, "src": m[a], "tgt": m[b], "setting": setting}
+            for (a, b), setting in EVAL_DIRECTIONS.items() for m in _rows(sentences, s.test_rows)
+        ]
+        source = f"{s.path}/opus100_* (train), flores101 devtest (test)"
+    train = pd.DataFrame(train_rows, columns=["src_lang", "tgt_lang", "src", "tgt"])
+    test = pd.DataFrame(test_rows, columns=["src_lang", "tgt_lang", "src", "tgt", "setting"])
+    # Unit: one (language pair, sentence pair) for training, kept as two directions; one
+    # (direction, sentence) for testing.
+    extra = {"source": source, "unit": "training: sentence pair per language pair (2 rows each); "
+             "test: sentence per direction", "train_rows": len(train), "test_rows": len(test),
+             "catalog_entries_skipped_plural_or_context": skipped, "seed": s.seed}
+    return write_prepared(out, {"train": train, "test": test}, rejections,
+                          rows_in=considered + not_sampled + len(test), not_sampled=not_sampled,
+                          extra=extra, kept=len(train) // 2 + len(test))
+
+
+def _rows(frame: pd.DataFrame, limit: int) -> list[dict]:
+    return frame.head(limit).to_dict("records") if limit else frame.to_dict("records")
+
+
+def _directions(messages: pd.DataFrame, pairs, s: Settings, rejections: Rejections,
+                source: str) -> tuple[list[dict], int, int]:
+    """Both directions of each pair, for messages whose two sides are valid text; with the number
+    of sentence pairs considered and not sampled."""
+    rows, considered, not_sampled = [], 0, 0
+    for a, b in pairs:
+        frame = subsample(messages[[a, b]], s.max_rows, s.seed)
+        considered += len(frame)
+        not_sampled += len(messages) - len(frame)
+        for row, (left, right) in enumerate(zip(frame[a], frame[b], strict=True), start=1):
+            left_text, right_text = clean_text(left), clean_text(right)
+            if left_text is None or right_text is None:
+                rejections.add(source, row, "empty", f"blank {a if left_text is None else b}",
+                               f"{left!r} | {right!r}")
+                continue
+            if max(len(left_text), len(right_text)) > s.max_chars:
+                rejections.add(source, row, "too_long", f"> {s.max_chars} characters", left_text)
+                continue
+            rows.append({"src_lang": a, "tgt_lang": b, "src": left_text, "tgt": right_text})
+            rows.append({"src_lang": b, "tgt_lang": a, "src": right_text, "tgt": left_text})
+    return rows, considered, not_sampled
+
+
+def _write_pairs(out: Path, splits: dict[str, pd.DataFrame], rejections: Rejections, rows_in: int,
+                 not_sampled: int, extra: dict) -> dict:
+    """Write pair datasets; splits that came out empty (e.g. no validation set) are left out."""
+    return write_prepared(out, {k: v for k, v in splits.items() if not v.empty}, rejections,
+                          rows_in=rows_in, not_sampled=not_sampled, extra=extra)
+
+
+# --------------------------------------------------------------------------- pairs
+def _read_prepared(paths: list[str], what: str) -> pd.DataFrame:
+    if not paths:
+        raise ValueError(f"synthetic pairs need prepared {what} (settings.{what})")
+    return pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+
+
+def _dc(out: Path, s: Settings) -> dict:
+    rejections = Rejections()
+    if s.source == "synthetic":
+        pairs = dc_pairs(_read_prepared(s.molecules, "molecules"), s.n_pairs, s.seed)
+        train, test = random_split(pairs, s.test_fraction, s.seed)
+        return _write_pairs(out, {"train": train, "test": test}, rejections, len(pairs), 0,
+                            {"source": "synthetic (see tagllm/data/synthetic.py)",
+                             "seed": s.seed, "label": "dc_synthetic"})
+    path = Path(s.path) / "drugcomb.pkl"
+    raw = tdc.read_drugcomb(path, "CSS")
+    frame = _valid_pair_rows(raw, {"Drug1": "smiles", "Drug2": "smiles"}, str(path), rejections)
+    train, valid, test = tdc.combination_split(frame, s.seed)
+    columns = {"Drug1_ID": "drug1", "Drug1": "smiles1", "Drug2_ID": "drug2", "Drug2": "smiles2",
+               "Cell_Line_ID": "cell_line", "Y": "y"}
+    splits = {name: part.rename(columns=columns)[list(columns.values())]
+              for name, part in (("train", train), ("valid", valid), ("test", test))}
+    return _write_pairs(out, splits, rejections, len(raw), 0,
+                        {"source": str(path), "label": "CSS", "seed": s.seed, "split": "combination"})
+
+
+def _ba(out: Path, s: Settings) -> dict:
+    rejections = Rejections()
+    if s.source == "synthetic":
+        pairs = ba_pairs(_read_prepared(s.molecules, "molecules"),
+                         _read_prepared(s.proteins, "proteins"), s.n_pairs, s.seed)
+        train, test = random_split(pairs, s.test_fraction, s.seed)
+        return _write_pairs(out, {"train": train, "test": test}, rejections, len(pairs), 0,
+                            {"source": "synthetic (see tagllm/data/synthetic.py)",
+                             "seed": s.seed, "label": "ba_synthetic"})
+    path = Path(s.path) / "bindingdb_patent.csv"
+    raw = tdc.read_bindingdb_patent(path)
+    frame = _valid_pair_rows(raw, {"Drug": "smiles", "Target": "protein"}, str(path), rejections)
+    train, valid, test, outside = tdc.year_split(frame, s.seed)
+    columns = {"Target_ID": "protein_id", "Target": "sequence", "Drug_ID": "drug",
+               "Drug": "smiles", "Year": "year", "Y": "y"}
+    splits = {name: part.rename(columns=columns)[list(columns.values())]
+              for name, part in (("train", train), ("valid", valid), ("test", test))}
+    # Rows outside 2013-2021 belong to no split: counted as not sampled.
+    return _write_pairs(out, splits, rejections, len(raw), len(outside),
+                        {"source": str(path), "label": "Y", "seed": s.seed,
+                         "split": "year (TDC DTI-DG)"})
+
+
+def _valid_pair_rows(frame: pd.DataFrame, checks: dict[str, str], source: str,
+                     rejections: Rejections) -> pd.DataFrame:
+    """Rows whose molecules parse, whose proteins use standard residues, and whose label is finite."""
+    from rdkit import Chem
+
+    from tagllm.data.proteins import STANDARD_RESIDUES
+
+    keep = np.ones(len(frame), dtype=bool)
+    for position, row in enumerate(frame.itertuples(index=False)):
+        values = row._asdict()
+        if not np.isfinite(pd.to_numeric(values["Y"], errors="coerce")):
+            rejections.add(source, position + 1, "nan_label", "label is not a finite number",
+                           values["Y"])
+            keep[position] = False
+            continue
+        for column, kind in checks.items():
+            value = str(values[column])
+            if kind == "smiles" and Chem.MolFromSmiles(value) is None:
+                rejections.add(source, position + 1, "invalid_smiles", column, value)
+                keep[position] = False
+                break
+            if kind == "protein" and set(value.upper()) - STANDARD_RESIDUES:
+                rejections.add(source, position + 1, "nonstandard_residue", column, value[:80])
+                keep[position] = False
+                break
+    return frame[keep].reset_index(drop=True)

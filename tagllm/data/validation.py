@@ -36,10 +36,14 @@ class Rejections:
 
 
 def write_prepared(out_dir: str | Path, splits: dict[str, pd.DataFrame], rejections: Rejections,
-                   rows_in: int, not_sampled: int, extra: dict | None = None) -> dict:
-    """Write `<split>.parquet` for each split, `rejected.parquet` and `report.json`; returns the report."""
+                   rows_in: int, not_sampled: int, extra: dict | None = None,
+                   kept: int | None = None) -> dict:
+    """Write `<split>.parquet` for each split, `rejected.parquet` and `report.json`; returns the report.
+
+    `kept` counts input units kept (default: the rows written); it differs where one input makes
+    several output rows (a sentence pair makes two translation directions)."""
     out_dir = Path(out_dir)
-    kept = sum(len(frame) for frame in splits.values())
+    kept = sum(len(frame) for frame in splits.values()) if kept is None else kept
     rejected = rejections.counts()
     if rows_in != kept + sum(rejected.values()) + not_sampled:
         raise AssertionError(

@@ -1,4 +1,4 @@
-# Base model and datasets.
+# Base model, downloads of the paper's real sources, and dataset preparation.
 
 
 rule prepare_model:
@@ -18,24 +18,36 @@ rule prepare_model:
         " --out {output.folder} > {log} 2>&1"
 
 
-rule prepare_qed:
+rule download_source:
     output:
-        train="results/data/qed/train.parquet",
-        test="results/data/qed/test.parquet",
-        rejected="results/data/qed/rejected.parquet",
-        report="results/data/qed/report.json",
+        folder=directory("resources/downloads/{source}"),
     log:
-        "logs/prepare_qed/qed.log",
+        "logs/download_source/{source}.log",
     conda:
         "../../envs/tagllm.yaml"
     params:
-        source=lookup(dpath="data/qed/source", within=config, default="rdkit-nci"),
-        path=lookup(dpath="data/qed/path", within=config, default=""),
-        max_rows=lookup(dpath="data/qed/max_rows", within=config, default=0),
-        max_chars=lookup(dpath="data/qed/max_chars", within=config, default=512),
-        test_fraction=lookup(dpath="data/qed/test_fraction", within=config, default=0.1),
-        seed=lookup(dpath="data/qed/seed", within=config, default=0),
+        retries=3,
     shell:
-        "python -m tagllm prepare-qed --out-dir results/data/qed --source {params.source}"
-        " --path '{params.path}' --max-rows {params.max_rows} --max-chars {params.max_chars}"
-        " --test-fraction {params.test_fraction} --seed {params.seed} > {log} 2>&1"
+        "python -m tagllm download --source {wildcards.source} --out-dir {output.folder}"
+        " --retries {params.retries} > {log} 2>&1"
+
+
+rule prepare_dataset:
+    input:
+        unpack(get_dataset_inputs),
+    output:
+        train="results/data/{dataset}/train.parquet",
+        test="results/data/{dataset}/test.parquet",
+        rejected="results/data/{dataset}/rejected.parquet",
+        report="results/data/{dataset}/report.json",
+    log:
+        "logs/prepare_dataset/{dataset}.log",
+    benchmark:
+        "benchmarks/prepare_dataset/{dataset}.tsv"
+    conda:
+        "../../envs/tagllm.yaml"
+    params:
+        flags=get_dataset_flags,
+    shell:
+        "python -m tagllm prepare-dataset --out-dir results/data/{wildcards.dataset}"
+        " {params.flags} > {log} 2>&1"

@@ -19,11 +19,12 @@ rule evaluate_run:
     params:
         device=lookup(dpath="device", within=config),
         dtype=lookup(dpath="model/dtype", within=config, default="float32"),
+        char_level=get_char_level_flag,
         batch_size=lookup(dpath="evaluate/batch_size", within=config, default=16),
     shell:
         "python -m tagllm evaluate --model {input.model} --run results/runs/tagllm/{wildcards.task}"
         " --task {wildcards.task} --test {input.test} --batch-size {params.batch_size}"
-        " --device {params.device} --dtype {params.dtype} --threads {threads}"
+        " --device {params.device} --dtype {params.dtype} --threads {threads} {params.char_level}"
         " --out-dir results/eval/tagllm/{wildcards.task} > {log} 2>&1"
 
 

@@ -21,11 +21,12 @@ rule train_domain_tag:
         tag_length=lookup(dpath="tag_length", within=config),
         device=lookup(dpath="device", within=config),
         dtype=lookup(dpath="model/dtype", within=config, default="float32"),
+        char_level=get_char_level_flag,
         flags=get_stage1_flags,
     shell:
         "python -m tagllm train-domain-tag --model {input.model} --data {input.data}"
         " --column {params.column} --tag {wildcards.tag} --tag-length {params.tag_length}"
-        " --device {params.device} --dtype {params.dtype} --threads {threads} {params.flags}"
+        " --device {params.device} --dtype {params.dtype} --threads {threads} {params.char_level} {params.flags}"
         " --out-dir results/tags/stage1/{wildcards.tag} > {log} 2>&1"
 
 
@@ -51,10 +52,11 @@ rule train_function_tag:
         tag_length=lookup(dpath="tag_length", within=config),
         device=lookup(dpath="device", within=config),
         dtype=lookup(dpath="model/dtype", within=config, default="float32"),
+        char_level=get_char_level_flag,
         flags=get_stage2_flags,
     shell:
         "python -m tagllm train-function-tag --model {input.model} --task {wildcards.task}"
         " --data {input.data} --domain-tags {params.domain_tag_dirs}"
         " --tag-length {params.tag_length} --device {params.device} --dtype {params.dtype}"
-        " --threads {threads} {params.flags} --out-dir results/runs/tagllm/{wildcards.task}"
+        " --threads {threads} {params.char_level} {params.flags} --out-dir results/runs/tagllm/{wildcards.task}"
         " > {log} 2>&1"

