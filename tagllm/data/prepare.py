@@ -90,7 +90,8 @@ def prepare_dataset(kind: str, out_dir: str | Path, settings: Settings) -> dict:
     if settings.source not in KIND_SOURCES[kind]:
         raise ValueError(f"dataset kind {kind!r} takes source {KIND_SOURCES[kind]}, "
                          f"not {settings.source!r}")
-    builder = {"qed": _qed, "descriptor": _descriptor, "text": _text,
+    builder = {"qed": _labelled_items("qed"), "descriptor": _labelled_items("descriptor"),
+               "text": _text,
                "translation": _translation, "dc": _dc, "ba": _ba}[kind]
     report = builder(Path(out_dir), settings)
     log.info("prepared %s: %s", kind, report)
@@ -98,37 +99,50 @@ def prepare_dataset(kind: str, out_dir: str | Path, settings: Settings) -> dict:
 
 
 # --------------------------------------------------------------------------- molecules, proteins
-def _binding_affinity(settings: Settings) -> pd.DataFrame:
+def _binding_affinity_records(settings: Settings, column: str) -> tuple[str, list]:
+    """(source, [(row, value, id)]) for one column of jglaser/binding_affinity's all.parquet."""
     path = Path(settings.path) / "all.parquet"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: jglaser/binding_affinity file missing (run the download)")
-    return pd.read_parquet(path)
+    values = pd.read_parquet(path, columns=[column])[column]
+    return str(path), [(i + 1, str(v), str(i + 1)) for i, v in enumerate(values)]
 
 
-def _qed(out: Path, s: Settings) -> dict:
-    rejections = Rejections()
-    if s.source == "binding-affinity":
-        frame = _binding_affinity(s)
-        source = str(Path(s.path) / "all.parquet")
-        records = [(i + 1, str(v), str(i + 1)) for i, v in enumerate(frame["smiles_can"])]
-    else:
-        source = str(rdkit_nci_path() if s.source == "rdkit-nci" else Path(s.path))
-        records = list(read_smi(source))
-    kept = canonical_molecules(records, source, s.max_chars, rejections)
-    return _label_split_write(out, kept, "smiles", "qed", s, rejections, len(records), source)
+@dataclass(frozen=True)
+class _ItemSource:
+    """How one labelled single-item kind (molecules, proteins) is read, validated and labelled."""
+
+    jglaser_column: str  # column of jglaser/binding_affinity
+    column: str  # column written
+    label: str  # key of tagllm.data.labels.LABELS
+    embedded_source: str
+    embedded_path: object  # () -> Path
+    read: object  # path -> records
+    validate: object  # (records, source, max_chars, rejections) -> rows
 
 
-def _descriptor(out: Path, s: Settings) -> dict:
-    rejections = Rejections()
-    if s.source == "binding-affinity":
-        frame = _binding_affinity(s)
-        source = str(Path(s.path) / "all.parquet")
-        records = [(i + 1, str(v), str(i + 1)) for i, v in enumerate(frame["seq"])]
-    else:
-        source = str(pyhmmer_proteome_path() if s.source == "pyhmmer-proteome" else Path(s.path))
-        records = list(read_fasta(source))
-    kept = valid_proteins(records, source, s.max_chars, rejections)
-    return _label_split_write(out, kept, "sequence", "blosum1", s, rejections, len(records), source)
+_ITEM_SOURCES = {
+    "qed": _ItemSource("smiles_can", "smiles", "qed", "rdkit-nci", rdkit_nci_path, read_smi,
+                       canonical_molecules),
+    "descriptor": _ItemSource("seq", "sequence", "blosum1", "pyhmmer-proteome",
+                              pyhmmer_proteome_path, read_fasta, valid_proteins),
+}
+
+
+def _labelled_items(kind: str):
+    def build(out: Path, s: Settings) -> dict:
+        spec = _ITEM_SOURCES[kind]
+        rejections = Rejections()
+        if s.source == "binding-affinity":
+            source, records = _binding_affinity_records(s, spec.jglaser_column)
+        else:
+            path = spec.embedded_path() if s.source == spec.embedded_source else Path(s.path)
+            source, records = str(path), list(spec.read(path))
+        kept = spec.validate(records, source, s.max_chars, rejections)
+        return _label_split_write(out, kept, spec.column, spec.label, s, rejections, len(records),
+                                  source)
+
+    return build
 
 
 def _label_split_write(out: Path, kept: list[dict], column: str, label: str, s: Settings,
