@@ -125,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", required=True)
     p.add_argument("--data", required=True, help="training Parquet file")
     p.add_argument("--domain-tags", nargs="+", required=True, help="stage-1 tag folders")
+    p.add_argument("--enrich-data", nargs="*", default=[], metavar="TAG=PARQUET",
+                   help="stage-1 text (a `text` column) of each domain tag that --enrich updates")
     p.add_argument("--tag-length", type=int, default=10)
     p.add_argument("--out-dir", required=True)
     add_train_config(p)
@@ -186,9 +188,10 @@ def run(args: argparse.Namespace) -> None:
     elif args.command == "train-function-tag":
         from tagllm.train import train_function_tag
 
+        enrich = dict(item.split("=", 1) for item in args.enrich_data)
         train_function_tag(args.model, args.task, args.data, args.domain_tags, args.out_dir,
                            args.tag_length, train_config(args), args.device, args.dtype,
-                           args.char_level)
+                           args.char_level, enrich)
     elif args.command == "evaluate":
         from tagllm.evaluate import evaluate_regression
 

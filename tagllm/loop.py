@@ -1,5 +1,6 @@
 """The optimisation loop shared by every trainer: AdamW, cosine schedule with warm-up, gradient
-accumulation, periodic log lines, and the run metrics (loss curve, tokens/s, peak memory, versions)."""
+accumulation, checkpoints and resume, data parallelism, and the run metrics (loss curve, tokens/s,
+peak memory, versions)."""
 
 from __future__ import annotations
 
@@ -10,18 +11,20 @@ import random
 import resource
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
-from tagllm import __version__
+from tagllm import __version__, checkpoint, distributed
 from tagllm.train_config import TrainConfig
 
 log = logging.getLogger("tagllm")
+__all__ = ["TrainConfig", "optimise", "peak_rss_mb", "seed_everything", "versions"]
 
 
 def seed_everything(seed: int) -> None:
@@ -43,32 +46,53 @@ def versions() -> dict[str, str]:
             "transformers": transformers.__version__, "python": platform.python_version()}
 
 
-def optimise(params: Sequence[torch.nn.Parameter] | Sequence[dict], n_batches: int,
+def optimise(groups: list[dict], named: dict[str, torch.Tensor], n_batches: int,
              step_loss: Callable[[int, int], tuple[torch.Tensor, int]],
-             batch_order: Callable[[int], list[int]], config: TrainConfig) -> dict:
-    """Run `config.epochs` passes. `params` are parameters or AdamW parameter groups;
-    `step_loss(epoch, batch)` returns (mean loss, tokens processed); `batch_order(epoch)` gives the
-    batch indices of an epoch. Returns training metrics."""
-    steps_per_epoch = math.ceil(n_batches / config.grad_accum)
+             batch_order: Callable[[int], list[int]], config: TrainConfig,
+             checkpoint_dir: str | Path | None = None, fingerprint: str = "") -> dict:
+    """Run `config.epochs` passes and return training metrics.
+
+    `groups` are AdamW parameter groups; `named` the same trainable tensors by name (what a
+    checkpoint saves). `step_loss(epoch, batch)` returns (mean loss, tokens processed);
+    `batch_order(epoch)` the batch indices of an epoch, which must not depend on anything but the
+    epoch (so a resumed run sees the same batches)."""
+    params = [p for group in groups for p in group["params"]]
+    per_rank = len(distributed.shard(list(range(n_batches))))
+    steps_per_epoch = math.ceil(per_rank / config.grad_accum)
     total_steps = steps_per_epoch * config.epochs
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = get_cosine_schedule_with_warmup(
         optimizer, math.ceil(config.warmup_ratio * total_steps), total_steps)
     curve: list[dict] = []
-    tokens, started, step = 0, time.perf_counter(), 0
+    step = tokens = start_epoch = start_position = 0
+    saving = checkpoint_dir is not None and config.checkpoint_every > 0
+    state = checkpoint.load(checkpoint_dir, fingerprint) if saving else None
+    if state:
+        with torch.no_grad():
+            for name, value in named.items():
+                value.copy_(state["params"][name])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        step, tokens, curve = state["step"], state["tokens"], list(state["curve"])
+        start_epoch, start_position = state["epoch"], state["position"]
+    resumed_from, tokens_before = step, tokens
+    started = time.perf_counter()
     window_loss, window_batches = 0.0, 0
-    bar = tqdm(total=total_steps, desc="train", file=sys.stderr, mininterval=5, disable=None)
-    for epoch in range(config.epochs):
-        order = batch_order(epoch)
-        for position, batch in enumerate(order):
-            loss, batch_tokens = step_loss(epoch, batch)
+    bar = tqdm(total=total_steps, initial=step, desc="train", file=sys.stderr, mininterval=5,
+               disable=None if distributed.is_main() else True)
+    for epoch in range(start_epoch, config.epochs):
+        order = distributed.shard(batch_order(epoch))
+        first = start_position if epoch == start_epoch else 0
+        for position in range(first, len(order)):
+            loss, batch_tokens = step_loss(epoch, order[position])
             (loss / config.grad_accum).backward()
-            tokens += batch_tokens
+            tokens += batch_tokens * distributed.world_size()
             window_loss += float(loss.detach())
             window_batches += 1
-            boundary = (position + 1) % config.grad_accum == 0 or position == len(order) - 1
-            if not boundary:
+            if (position + 1) % config.grad_accum and position != len(order) - 1:
                 continue
+            distributed.average_gradients(params)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
@@ -80,10 +104,20 @@ def optimise(params: Sequence[torch.nn.Parameter] | Sequence[dict], n_batches: i
             if step % config.log_every == 0 or step == total_steps:
                 elapsed = time.perf_counter() - started
                 log.info("step %d/%d epoch %d loss %.5f tokens/s %.1f peak_rss %.0f MiB",
-                         step, total_steps, epoch, curve[-1]["loss"], tokens / elapsed,
+                         step, total_steps, epoch, curve[-1]["loss"], tokens / max(elapsed, 1e-9),
                          peak_rss_mb())
+            if saving and step % config.checkpoint_every == 0 and distributed.is_main():
+                at_end = position == len(order) - 1
+                checkpoint.save(checkpoint_dir, {
+                    "fingerprint": fingerprint, "step": step, "tokens": tokens, "curve": curve,
+                    "epoch": epoch + 1 if at_end else epoch, "position": 0 if at_end else position + 1,
+                    "params": {k: v.detach().cpu().clone() for k, v in named.items()},
+                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "rng": torch.get_rng_state()})
     bar.close()
     wall = time.perf_counter() - started
     return {"steps": step, "loss_curve": curve, "final_loss": curve[-1]["loss"] if curve else None,
-            "tokens": tokens, "tokens_per_s": tokens / wall if wall else 0.0, "wall_s": wall,
+            "tokens": tokens, "tokens_per_s": (tokens - tokens_before) / wall if wall else 0.0,
+            "wall_s": wall,
+            "resumed_from_step": resumed_from, "world_size": distributed.world_size(),
             "peak_rss_mb": peak_rss_mb(), "config": asdict(config), "versions": versions()}

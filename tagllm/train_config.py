@@ -29,6 +29,9 @@ class TrainConfig:
     cache_prefix: bool = _opt(True, "run frozen prefixes once and train on their KV cache")
     cache_budget_mb: int = _opt(4096, "keep cached prefixes across epochs up to this many MiB")
     log_every: int = _opt(10, "log a progress line every this many optimiser steps")
+    checkpoint_every: int = _opt(50, "checkpoint every this many optimiser steps (0: never)")
+    enrich: bool = _opt(False, "stage 2: also update the domain tags, keeping their stage-1 LM loss")
+    enrich_lm_weight: float = _opt(1.0, "weight of the stage-1 LM loss when enriching")
 
     def __post_init__(self) -> None:
         checks = [
@@ -44,6 +47,8 @@ class TrainConfig:
             (self.head_init in ("mean_embedding", "zeros"), "head_init: mean_embedding or zeros"),
             (self.cache_budget_mb >= 0, "cache_budget_mb must be >= 0"),
             (self.log_every >= 1, "log_every must be >= 1"),
+            (self.checkpoint_every >= 0, "checkpoint_every must be >= 0 (0 = never)"),
+            (self.enrich_lm_weight >= 0, "enrich_lm_weight must be >= 0"),
         ]
         for ok, message in checks:
             if not ok:

@@ -4,8 +4,8 @@ import torch
 
 from tagllm.batching import collate
 from tagllm.forward import full_hidden, gather_positions, readout_index
+from tagllm.objectives import PrefixStore, regression_hidden
 from tagllm.tags import TagTable
-from tagllm.train import PrefixStore, regression_hidden
 
 TEMPLATE = "In: <SMILES> {smiles}. Out: <QED>"
 

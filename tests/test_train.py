@@ -58,8 +58,8 @@ def test_stage2_chains_keeps_domain_tag_and_base_frozen(stage1, tiny_model_dir, 
 
 def test_base_weights_bit_identical_after_steps(tiny_base, qed_dir, stage1):
     from tagllm.heads import RegressionHead
+    from tagllm.objectives import PrefixStore, regression_hidden
     from tagllm.tags import TagTable
-    from tagllm.train import PrefixStore, regression_hidden
 
     before = {k: v.clone() for k, v in tiny_base.model.state_dict().items()}
     tags = TagTable(tiny_base.info)
