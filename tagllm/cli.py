@@ -138,10 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test", required=True, help="test Parquet file")
     p.add_argument("--out-dir", required=True)
     p.add_argument("--method", default="tagllm")
+    p.add_argument("--name", default="", help="run name for the tables (default: the task)")
     p.add_argument("--batch-size", type=int, default=16)
 
     p = commands.add_parser("evaluate-train-mean", help="the training-mean predictor")
     p.add_argument("--task", required=True)
+    p.add_argument("--name", default="", help="run name for the tables (default: the task)")
     p.add_argument("--train", required=True)
     p.add_argument("--test", required=True)
     p.add_argument("--out-dir", required=True)
@@ -197,13 +199,13 @@ def run(args: argparse.Namespace) -> None:
 
         metrics = evaluate_regression(args.model, args.run, args.task, args.test, args.out_dir,
                                       args.method, args.batch_size, args.device, args.dtype,
-                                      args.char_level)
+                                      args.char_level, args.name)
         logging.info("metrics: %s", metrics)
     elif args.command == "evaluate-train-mean":
         from tagllm.evaluate import evaluate_train_mean
 
         logging.info("metrics: %s", evaluate_train_mean(args.task, args.train, args.test,
-                                                       args.out_dir))
+                                                       args.out_dir, args.name))
     elif args.command == "summarize":
         from tagllm.report import write_summary
 

@@ -38,7 +38,7 @@ def predict_regression(base: Base, tags: TagTable, head: RegressionHead, templat
 def evaluate_regression(model_dir: str | Path, run_dir: str | Path, task_name: str,
                         test_path: str | Path, out_dir: str | Path, method: str = "tagllm",
                         batch_size: int = 16, device: str = "cpu", dtype: str = "float32",
-                        char_level: bool = True) -> dict:
+                        char_level: bool = True, name: str = "") -> dict:
     """Score a trained run (tags + head) on `test_path`; writes predictions.parquet and metrics.json."""
     task = get_task(task_name)
     base = Base.load(model_dir, dtype, device, char_level)
@@ -49,24 +49,26 @@ def evaluate_regression(model_dir: str | Path, run_dir: str | Path, task_name: s
     frame = read_table(test_path, [task.label])
     predicted = predict_regression(base, tags, head, task.template, task.char_fields,
                                    frame.to_dict("records"), batch_size)
-    return _write(frame, predicted, task_name, method, base.info.model_id, out_dir)
+    return _write(frame, predicted, task.name, name or task_name, method, base.info.model_id,
+                  out_dir)
 
 
 def evaluate_train_mean(task_name: str, train_path: str | Path, test_path: str | Path,
-                        out_dir: str | Path) -> dict:
+                        out_dir: str | Path, name: str = "") -> dict:
     """Predict the training-label mean for every test example."""
     task = get_task(task_name)
     mean = float(read_table(train_path, [task.label])[task.label].mean())
     frame = read_table(test_path, [task.label])
-    return _write(frame, [mean] * len(frame), task_name, "train_mean", "none", out_dir)
+    return _write(frame, [mean] * len(frame), task.name, name or task_name, "train_mean", "none",
+                  out_dir)
 
 
-def _write(frame: pd.DataFrame, predicted: list[float], task: str, method: str, model_id: str,
-           out_dir: str | Path) -> dict:
+def _write(frame: pd.DataFrame, predicted: list[float], task: str, run: str, method: str,
+           model_id: str, out_dir: str | Path) -> dict:
     out_dir = Path(out_dir)
     result = frame.copy()
     result["y_pred"] = predicted
-    metrics = {"task": task, "method": method, "base_model": model_id,
+    metrics = {"task": task, "run": run, "method": method, "base_model": model_id,
                **regression_metrics(result["y"], result["y_pred"])}
     write_parquet(out_dir / "predictions.parquet", result)
     write_json(out_dir / "metrics.json", metrics)

@@ -21,15 +21,24 @@ PAPER_METHOD = {"tagllm": "Tag-LLaMA"}
 
 
 def summary_rows(metric_files: list[str | Path]) -> pd.DataFrame:
-    """One row per (task, method): the task's headline metric and the paper's value beside it."""
-    rows = []
+    """One row per (run, method, metric), averaged over seeds: the task's headline metric (and MSE
+    where the headline is another), with the paper's value beside the headline."""
+    records = []
     for path in metric_files:
         metrics = json.loads(Path(path).read_text())
         task = get_task(metrics["task"])
-        paper = task.paper_value if metrics["method"] in PAPER_METHOD else None
-        rows.append({"task": task.name, "method": metrics["method"], "metric": task.metric,
-                     "value": metrics[task.metric], "paper_value": paper})
-    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+        for metric in dict.fromkeys([task.metric, "mse"]):
+            paper = task.paper_value if (metrics["method"] in PAPER_METHOD
+                                         and metric == task.metric) else None
+            records.append({"task": metrics.get("run", task.name), "method": metrics["method"],
+                            "metric": metric, "value": metrics[metric], "paper_value": paper})
+    frame = pd.DataFrame(records, columns=SUMMARY_COLUMNS)
+    if frame.empty:
+        return frame
+    keys = ["task", "method", "metric"]
+    grouped = frame.groupby(keys, sort=False, dropna=False)
+    return grouped.agg(value=("value", "mean"), paper_value=("paper_value", "first")
+                       ).reset_index()[SUMMARY_COLUMNS]
 
 
 def write_summary(metric_files: list[str | Path], out_csv: str | Path, out_md: str | Path,

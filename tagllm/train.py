@@ -141,8 +141,9 @@ def train_function_tag(model_dir: str | Path, task_name: str, data_path: str | P
                        char_level: bool = True, enrich_data: dict[str, str] | None = None) -> dict:
     """Learn a task's function tag (and regression head); domain tags frozen unless enriching.
 
-    `enrich_data` maps a domain tag to a Parquet file with a `text` column (its stage-1 text);
-    with `config.enrich` those tags are updated too and their LM loss is added to the task loss."""
+    `enrich_data` maps a domain tag to its stage-1 text, as `path` (a `text` column) or
+    `path:column`; with `config.enrich` those tags are updated too and their LM loss is added to
+    the task loss."""
     distributed.setup()
     seed_everything(config.seed)
     task = get_task(task_name)
@@ -221,7 +222,9 @@ def _enrichment(base: Base, tags: TagTable, enriched: list[str], data: dict[str,
     for name in enriched:
         if name not in data:
             raise ValueError(f"enriching <{name}> needs its stage-1 text (enrich_data)")
-        texts = read_table(data[name], ["text"], config.max_examples, config.seed)["text"]
+        path, _, column = data[name].partition(":")
+        column = column or "text"
+        texts = read_table(path, [column], config.max_examples, config.seed)[column]
         examples = _domain_examples(base, tags, name, texts.astype(str))
         order = length_grouped_batches([len(e) for e in examples], config.batch_size, config.seed)
         per_tag[name] = [[examples[i] for i in batch] for batch in order]

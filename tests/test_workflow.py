@@ -63,7 +63,9 @@ def test_tiny_end_to_end_run(tmp_path):
     (tmp_path / "tests/data").mkdir(parents=True)
     for name in ("tiny.yaml", "molecules.smi"):
         shutil.copy(ROOT / "tests/data" / name, tmp_path / "tests/data" / name)
-    result = snakemake("--cores", "2", "--configfile", "tests/data/tiny.yaml", cwd=tmp_path)
+    # One thread per job, so that the many small jobs of the tiny run share the two cores.
+    result = snakemake("--cores", "2", "--configfile", "tests/data/tiny.yaml", "--set-threads",
+                       "train_domain_tag=1", "train_function_tag=1", "evaluate_run=1", cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
     results = tmp_path / "results"
@@ -73,19 +75,25 @@ def test_tiny_end_to_end_run(tmp_path):
             report["rows_in"], name
     for path in ("models/tiny_random/config.json", "data/qed/train.parquet",
                  "data/qed/rejected.parquet", "data/qed/report.json",
-                 "tags/stage1/SMILES/tags.safetensors", "tags/stage1/SMILES/tags.json",
-                 "runs/tagllm/qed/head.safetensors", "runs/tagllm/qed/metrics.json",
-                 "eval/tagllm/qed/predictions.parquet", "tables/summary.md",
-                 "figures/qed_predictions.png"):
+                 "tags/stage1/SMILES/seed0/tags.safetensors", "tags/stage1/PT/seed0/tags.json",
+                 "runs/tagllm/qed/seed0/head.safetensors", "runs/tagllm/qed/seed0/metrics.json",
+                 "runs/tagllm/translate/seed0/tags.safetensors",
+                 "runs/tagllm/ba_synthetic/seed0/head.safetensors",
+                 "eval/tagllm/qed/seed0/predictions.parquet", "tables/summary.md",
+                 "figures/qed_predictions.png", "figures/dc_synthetic_predictions.png"):
         assert (results / path).is_file(), path
-    metrics = json.loads((results / "eval/tagllm/qed/metrics.json").read_text())
+    metrics = json.loads((results / "eval/tagllm/qed/seed0/metrics.json").read_text())
     assert {"mse", "mae", "pearson", "spearman", "n"} <= set(metrics)
     summary = pd.read_csv(results / "tables/summary.csv")
     assert list(summary.columns) == ["task", "method", "metric", "value", "paper_value"]
     assert set(summary["method"]) == {"tagllm", "train_mean"}
-    assert summary.loc[summary["method"] == "tagllm", "paper_value"].item() == 0.008
-    train = json.loads((results / "runs/tagllm/qed/metrics.json").read_text())
-    assert train["versions"]["tagllm"] and train["loss_curve"]
+    assert set(summary["task"]) == {"qed", "descriptor", "dc_synthetic", "ba_synthetic"}
+    headline = summary[(summary.method == "tagllm") & (summary.task == "qed")]
+    assert headline["paper_value"].tolist() == [0.008]
+    train = json.loads((results / "runs/tagllm/ba_synthetic/seed0/metrics.json").read_text())
+    assert train["versions"]["tagllm"] and train["loss_curve"] and train["stage"] == 3
+    tags = json.loads((results / "runs/tagllm/ba_synthetic/seed0/tags.json").read_text())
+    assert [t["name"] for t in tags["tags"]] == ["Protein", "SMILES", "BA"]
     assert list((tmp_path / "logs").rglob("*.log"))
     # A second run has nothing to do.
     again = snakemake("--cores", "2", "--configfile", "tests/data/tiny.yaml", "-n", cwd=tmp_path)

@@ -7,24 +7,42 @@ from tagllm.cli import dataset_cli_flags, to_cli_flags
 from tagllm.data.prepare import required_downloads
 from tagllm.tasks import get_task
 
-# A dataset set to null in an overlay (e.g. the embedded synthetic sets in presets/paper.yaml) is off.
-config["data"] = {
-    name: entry for name, entry in config["data"].items() if entry is not None
-}
+# A dataset or run set to null in an overlay (e.g. the embedded synthetic sets in
+# presets/paper.yaml) is switched off.
+for section in ("data", "stage2", "stage3"):
+    config[section] = {
+        name: entry
+        for name, entry in (config.get(section) or {}).items()
+        if entry is not None
+    }
 validate(config, schema="../schemas/config.schema.yaml")
 
 MODEL = config["model"]["name"]
 DATASETS = config["data"]
 DOMAIN_TAGS = list(config["stage1"])
-TASKS = list(config["stage2"])
+# Function-tag runs of stages 2 and 3, by run name: (task, dataset, settings).
+RUNS = {
+    name: {
+        "task": entry.get("task", name),
+        "dataset": entry.get("dataset", name),
+        **entry,
+    }
+    for stage in ("stage2", "stage3")
+    for name, entry in (config.get(stage) or {}).items()
+}
+REGRESSION_RUNS = [
+    n for n, r in RUNS.items() if get_task(r["task"]).kind == "regression"
+]
+SEEDS = config.get("seeds", [0])
 
 
 wildcard_constraints:
     model="|".join([MODEL]),
     tag="|".join(DOMAIN_TAGS) or "NONE",
-    task="|".join(TASKS) or "NONE",
+    run="|".join(RUNS) or "NONE",
     dataset="|".join(DATASETS) or "NONE",
     source="[a-z0-9_.-]+",
+    seed="[0-9]+",
 
 
 def get_model_dir(wildcards=None):
@@ -68,24 +86,58 @@ def get_domain_tag_column(wildcards):
     return config["stage1"][wildcards.tag]["column"]
 
 
-def get_domain_tag_files(wildcards):
-    """tags.json of every stage-1 tag that a task's prompt uses."""
-    return [
-        f"results/tags/stage1/{tag}/tags.json"
-        for tag in get_task(wildcards.task).domain_tags
-    ]
-
-
-def get_domain_tag_dirs(wildcards):
-    return " ".join(str(Path(f).parent) for f in get_domain_tag_files(wildcards))
+def train_flags(settings, seed):
+    """CLI flags of a `train:` block; the seed comes from the job's wildcard."""
+    return to_cli_flags({**settings, "seed": int(seed)})
 
 
 def get_stage1_flags(wildcards):
-    return to_cli_flags(config["stage1"][wildcards.tag].get("train", {}))
+    return train_flags(config["stage1"][wildcards.tag].get("train", {}), wildcards.seed)
 
 
-def get_stage2_flags(wildcards):
-    return to_cli_flags(config["stage2"][wildcards.task].get("train", {}))
+def get_run_flags(wildcards):
+    return train_flags(RUNS[wildcards.run].get("train", {}), wildcards.seed)
+
+
+def get_run_task(wildcards):
+    return RUNS[wildcards.run]["task"]
+
+
+def get_run_data(wildcards):
+    return f"results/data/{RUNS[wildcards.run]['dataset']}/train.parquet"
+
+
+def get_run_test(wildcards):
+    return f"results/data/{RUNS[wildcards.run]['dataset']}/test.parquet"
+
+
+def get_run_domain_tags(wildcards):
+    """tags.json of every stage-1 tag that a run's prompts use (same seed)."""
+    return [
+        f"results/tags/stage1/{tag}/seed{wildcards.seed}/tags.json"
+        for tag in get_task(RUNS[wildcards.run]["task"]).domain_tags
+    ]
+
+
+def get_run_domain_tag_dirs(wildcards):
+    return " ".join(str(Path(f).parent) for f in get_run_domain_tags(wildcards))
+
+
+def get_run_enrich_data(wildcards):
+    """--enrich-data TAG=PATH:COLUMN for each domain tag of the run (used only with enrich)."""
+    pairs = [
+        f"{tag}={get_domain_tag_data(Wildcards(tag=tag))}:{config['stage1'][tag]['column']}"
+        for tag in get_task(RUNS[wildcards.run]["task"]).domain_tags
+        if tag in config["stage1"]
+    ]
+    return "--enrich-data " + " ".join(pairs) if pairs else ""
+
+
+class Wildcards:
+    """A stand-in for Snakemake's wildcards object, to reuse input functions."""
+
+    def __init__(self, **values):
+        self.__dict__.update(values)
 
 
 def get_char_level_flag(wildcards=None):
@@ -93,18 +145,24 @@ def get_char_level_flag(wildcards=None):
 
 
 def get_eval_metrics(wildcards=None):
-    """Metrics files that go into the summary table."""
-    return expand(
-        "results/eval/{method}/{task}/metrics.json",
-        method=["tagllm", "train_mean"],
-        task=TASKS,
-    )
+    """Metrics files that go into the summary table (every regression run, every seed)."""
+    return [
+        *expand(
+            "results/eval/tagllm/{run}/seed{seed}/metrics.json",
+            run=REGRESSION_RUNS,
+            seed=SEEDS,
+        ),
+        *expand("results/eval/train_mean/{run}/metrics.json", run=REGRESSION_RUNS),
+    ]
 
 
 def get_final_outputs():
     return [
         *expand("results/data/{dataset}/report.json", dataset=DATASETS),
+        *expand(
+            "results/runs/tagllm/{run}/seed{seed}/metrics.json", run=RUNS, seed=SEEDS
+        ),
         "results/tables/summary.csv",
         "results/tables/summary.md",
-        *expand("results/figures/{task}_predictions.png", task=TASKS),
+        *expand("results/figures/{run}_predictions.png", run=REGRESSION_RUNS),
     ]

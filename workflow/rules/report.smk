@@ -12,8 +12,9 @@ rule build_tables:
     conda:
         "../../envs/tagllm.yaml"
     params:
-        caption=f"Test metrics on base model {MODEL} (data: see results/data/*/report.json); "
-        "paper_value is Tag-LLaMA (LLaMA-7B) from paper Table 2.",
+        caption=f"Test metrics on base model {MODEL}, mean over seeds {SEEDS} (data: see "
+        "results/data/*/report.json; *_synthetic rows use synthetic scores). paper_value is "
+        "Tag-LLaMA (LLaMA-7B) from paper Table 2.",
     shell:
         "python -m tagllm summarize --metrics {input.metrics} --csv {output.csv}"
         " --markdown {output.markdown} --caption '{params.caption}' > {log} 2>&1"
@@ -21,16 +22,20 @@ rule build_tables:
 
 rule plot_predictions:
     input:
-        predictions=rules.evaluate_run.output.predictions,
+        predictions=expand(
+            "results/eval/tagllm/{{run}}/seed{seed}/predictions.parquet", seed=SEEDS[0]
+        ),
     output:
-        figure="results/figures/{task}_predictions.png",
+        figure="results/figures/{run}_predictions.png",
     log:
-        "logs/plot_predictions/{task}.log",
+        "logs/plot_predictions/{run}.log",
     conda:
         "../../envs/tagllm.yaml"
     params:
         model=MODEL,
+        seed=SEEDS[0],
     shell:
         "python -m tagllm plot-predictions --predictions {input.predictions}"
-        " --out {output.figure} --title '{wildcards.task}: Tag-LLM on {params.model}, test split'"
+        " --out {output.figure}"
+        " --title '{wildcards.run}: Tag-LLM on {params.model}, test split, seed {params.seed}'"
         " > {log} 2>&1"

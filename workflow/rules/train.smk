@@ -1,4 +1,4 @@
-# Stage 1 (domain tags) and stage 2 (function tags + regression heads), chained through files.
+# Stage 1 (domain tags) and stages 2-3 (function tags + regression heads), chained through files.
 
 
 rule train_domain_tag:
@@ -6,13 +6,13 @@ rule train_domain_tag:
         model=get_model_dir(),
         data=get_domain_tag_data,
     output:
-        tags="results/tags/stage1/{tag}/tags.safetensors",
-        meta="results/tags/stage1/{tag}/tags.json",
-        metrics="results/tags/stage1/{tag}/metrics.json",
+        tags="results/tags/stage1/{tag}/seed{seed}/tags.safetensors",
+        meta="results/tags/stage1/{tag}/seed{seed}/tags.json",
+        metrics="results/tags/stage1/{tag}/seed{seed}/metrics.json",
     log:
-        "logs/train_domain_tag/{tag}.log",
+        "logs/train_domain_tag/{tag}_seed{seed}.log",
     benchmark:
-        "benchmarks/train_domain_tag/{tag}.tsv"
+        "benchmarks/train_domain_tag/{tag}_seed{seed}.tsv"
     conda:
         "../../envs/tagllm.yaml"
     threads: 2
@@ -26,37 +26,39 @@ rule train_domain_tag:
     shell:
         "python -m tagllm train-domain-tag --model {input.model} --data {input.data}"
         " --column {params.column} --tag {wildcards.tag} --tag-length {params.tag_length}"
-        " --device {params.device} --dtype {params.dtype} --threads {threads} {params.char_level} {params.flags}"
-        " --out-dir results/tags/stage1/{wildcards.tag} > {log} 2>&1"
+        " --device {params.device} --dtype {params.dtype} --threads {threads}"
+        " {params.char_level} {params.flags}"
+        " --out-dir results/tags/stage1/{wildcards.tag}/seed{wildcards.seed} > {log} 2>&1"
 
 
 rule train_function_tag:
     input:
         model=get_model_dir(),
-        data="results/data/{task}/train.parquet",
-        domain_tags=get_domain_tag_files,
+        data=get_run_data,
+        domain_tags=get_run_domain_tags,
     output:
-        tags="results/runs/tagllm/{task}/tags.safetensors",
-        meta="results/runs/tagllm/{task}/tags.json",
-        head="results/runs/tagllm/{task}/head.safetensors",
-        metrics="results/runs/tagllm/{task}/metrics.json",
+        tags="results/runs/tagllm/{run}/seed{seed}/tags.safetensors",
+        meta="results/runs/tagllm/{run}/seed{seed}/tags.json",
+        metrics="results/runs/tagllm/{run}/seed{seed}/metrics.json",
     log:
-        "logs/train_function_tag/{task}.log",
+        "logs/train_function_tag/{run}_seed{seed}.log",
     benchmark:
-        "benchmarks/train_function_tag/{task}.tsv"
+        "benchmarks/train_function_tag/{run}_seed{seed}.tsv"
     conda:
         "../../envs/tagllm.yaml"
     threads: 2
     params:
-        domain_tag_dirs=get_domain_tag_dirs,
+        task=get_run_task,
+        domain_tag_dirs=get_run_domain_tag_dirs,
+        enrich_data=get_run_enrich_data,
         tag_length=lookup(dpath="tag_length", within=config),
         device=lookup(dpath="device", within=config),
         dtype=lookup(dpath="model/dtype", within=config, default="float32"),
         char_level=get_char_level_flag,
-        flags=get_stage2_flags,
+        flags=get_run_flags,
     shell:
-        "python -m tagllm train-function-tag --model {input.model} --task {wildcards.task}"
-        " --data {input.data} --domain-tags {params.domain_tag_dirs}"
+        "python -m tagllm train-function-tag --model {input.model} --task {params.task}"
+        " --data {input.data} --domain-tags {params.domain_tag_dirs} {params.enrich_data}"
         " --tag-length {params.tag_length} --device {params.device} --dtype {params.dtype}"
-        " --threads {threads} {params.char_level} {params.flags} --out-dir results/runs/tagllm/{wildcards.task}"
-        " > {log} 2>&1"
+        " --threads {threads} {params.char_level} {params.flags}"
+        " --out-dir results/runs/tagllm/{wildcards.run}/seed{wildcards.seed} > {log} 2>&1"

@@ -1,0 +1,249 @@
+"""One training step of each path, timed side by side on the same batch (median of several rounds).
+
+    python bench/train_step.py [--model results/models/smollm2_135m_instruct | --model tiny]
+                               [--batch 8] [--tokens 128] [--rounds 5] [--json out.json]
+
+Paths (batch B x T tokens of prompt, then a p-row function tag at the end; a p-row domain tag first):
+- forward:        a no-grad forward of the batch (the floor a function-tag step is compared with)
+- function_tag:   ours: frozen prefix run without gradients (KV cache), tag positions with gradients,
+                  regression head at the last tag position
+- function_tag_cached: the same step when the prefix cache is kept from an earlier epoch
+- full_backprop:  the same loss and gradients by back-propagation through the whole input
+- peft_prompt:    PEFT prompt tuning (p virtual tokens, PromptTuningConfig, as PEFT documents it)
+                  plus a regression head on the last hidden state
+- domain_tag:     ours, stage 1: `<tag> text`, next-token loss, logits only at text positions
+- peft_prompt_ce: PEFT prompt tuning with the LM loss on the same batch
+Ratios are ours / theirs; grad_rel_err compares cached-prefix and full-backprop tag gradients.
+Peak RSS per path is measured in a fresh process per path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from tagllm.batching import collate
+from tagllm.forward import full_hidden
+from tagllm.objectives import PrefixStore, lm_loss, regression_hidden
+from tagllm.prompts import NO_SLOT, Encoded
+from tagllm.tags import TagTable
+from tagllm.train import Base
+
+PATHS = ("forward", "function_tag", "function_tag_cached", "full_backprop", "peft_prompt",
+         "domain_tag", "peft_prompt_ce")
+
+
+def load_base(model: str) -> Base:
+    if model == "tiny":
+        from tagllm.model_sources import prepare_model
+
+        model = str(prepare_model("tiny-random", Path(tempfile.mkdtemp()) / "tiny"))
+    return Base.load(model, "float32", "cpu")
+
+
+class Setup:
+    """The batch, tags and head shared by every path."""
+
+    def __init__(self, base: Base, batch: int, tokens: int, p: int, seed: int = 0) -> None:
+        torch.manual_seed(seed)
+        self.base, self.p = base, p
+        vocab = base.info.vocab_size
+        self.ids = torch.randint(10, min(vocab, 30000), (batch, tokens))
+        self.tags = TagTable(base.info)
+        self.tags.add_new("SMILES", "domain", 1, p, base.embeddings(), run="bench")
+        self.tags.add_new("QED", "function", 2, p, base.embeddings(), run="bench")
+        self.head = torch.nn.Linear(base.info.hidden_size, 1, bias=False)
+        offsets = self.tags.offsets()
+        self.function_examples = [self._encoded(row, [("SMILES", 0), ("QED", tokens)], offsets)
+                                  for row in self.ids.tolist()]
+        self.domain_examples = [self._encoded(row, [("SMILES", 0)], offsets)
+                                for row in self.ids.tolist()]
+        self.targets = torch.rand(batch)
+
+    def _encoded(self, row: list[int], tags: list[tuple[str, int]], offsets) -> Encoded:
+        ids, slots = list(row), [NO_SLOT] * len(row)
+        for name, at in sorted(tags, key=lambda t: -t[1]):  # insert from the end
+            start = offsets[name]
+            ids[at:at] = [0] * self.p
+            slots[at:at] = list(range(start, start + self.p))
+        readout = max(i for i, slot in enumerate(slots) if slot != NO_SLOT)
+        return Encoded(tuple(ids), tuple(slots), readout, len(ids))
+
+    def trainable(self, function_only: bool) -> None:
+        self.tags.set_trainable("SMILES", not function_only)
+        self.tags.set_trainable("QED", function_only)
+
+
+def step_functions(setup: Setup) -> dict:
+    base, tags, head = setup.base, setup.tags, setup.head
+    kept = PrefixStore(10**12)
+
+    def regression_step(store) -> None:
+        setup.trainable(function_only=True)
+        hidden = regression_hidden(base, tags, setup.function_examples, store, 0)
+        F.mse_loss(head(hidden).squeeze(-1), setup.targets).backward()
+
+    def forward() -> None:
+        with torch.no_grad():
+            batch = collate(setup.function_examples, base.tokenizer.pad_token_id or 0, "left")
+            full_hidden(base.model, tags.flat(), batch)
+
+    def domain_tag() -> None:
+        setup.trainable(function_only=False)
+        lm_loss(base, tags, setup.domain_examples).backward()
+
+    steps = {
+        "forward": forward,
+        "function_tag": lambda: regression_step(PrefixStore(0)),
+        "function_tag_cached": lambda: regression_step(kept),
+        "full_backprop": lambda: regression_step(None),
+        "domain_tag": domain_tag,
+    }
+    steps.update(peft_steps(setup))
+    return steps
+
+
+def peft_steps(setup: Setup) -> dict:
+    from peft import PromptTuningConfig, PromptTuningInit, TaskType, get_peft_model
+
+    config = PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=setup.p,
+                                prompt_tuning_init=PromptTuningInit.RANDOM)
+    model = get_peft_model(setup.base.model, config)
+    ids = setup.ids
+    mask = torch.ones_like(ids)
+
+    def regression() -> None:
+        out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+        hidden = out.hidden_states[-1][:, -1]
+        F.mse_loss(setup.head(hidden).squeeze(-1), setup.targets).backward()
+
+    def causal_lm() -> None:
+        model(input_ids=ids, attention_mask=mask, labels=ids).loss.backward()
+
+    return {"peft_prompt": regression, "peft_prompt_ce": causal_lm}
+
+
+def gradient_error(setup: Setup) -> float:
+    setup.trainable(function_only=True)
+    grads = []
+    for store in (None, PrefixStore(0)):
+        setup.tags.tags["QED"].grad = None
+        hidden = regression_hidden(setup.base, setup.tags, setup.function_examples, store, 0)
+        F.mse_loss(setup.head(hidden).squeeze(-1), setup.targets).backward()
+        grads.append(setup.tags.tags["QED"].grad.clone())
+    return ((grads[1] - grads[0]).norm() / grads[0].norm()).item()
+
+
+def current_rss_mb() -> float:
+    """Resident memory now (Linux /proc; ru_maxrss would only show the model-loading peak)."""
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def _peak_rss_child(model: str, batch: int, tokens: int, p: int, path: str, queue) -> None:
+    import gc
+    import threading
+
+    setup = Setup(load_base(model), batch, tokens, p)
+    step = step_functions(setup)[path]
+    gc.collect()
+    baseline = current_rss_mb()
+    peak, running = [baseline], [True]
+
+    def sample() -> None:
+        while running[0]:
+            peak[0] = max(peak[0], current_rss_mb())
+            time.sleep(0.005)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    for _ in range(2):
+        step()
+    running[0] = False
+    sampler.join()
+    queue.put((baseline, peak[0]))
+
+
+def peak_rss(model: str, batch: int, tokens: int, p: int, path: str) -> dict:
+    """Peak resident memory while a path runs two steps, in a fresh process, and its increase over
+    the resident memory before the steps (model, tags and batch loaded)."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    child = context.Process(target=_peak_rss_child, args=(model, batch, tokens, p, path, queue))
+    child.start()
+    baseline, peak = queue.get()
+    child.join()
+    return {"peak_rss_mb": peak, "step_rss_increase_mb": peak - baseline}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="results/models/smollm2_135m_instruct",
+                        help="a prepared model folder, or 'tiny' for a random 2-layer Llama")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--tokens", type=int, default=128, help="prompt tokens per example")
+    parser.add_argument("--tag-length", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=5, help="timed rounds (median)")
+    parser.add_argument("--no-rss", action="store_true", help="skip the per-path memory runs")
+    parser.add_argument("--json", default="", help="also write the results here")
+    args = parser.parse_args()
+
+    setup = Setup(load_base(args.model), args.batch, args.tokens, args.tag_length)
+    steps = step_functions(setup)
+    for step in steps.values():  # warm-up (and fills the kept prefix cache)
+        step()
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(args.rounds):  # interleaved, so that machine noise hits every path alike
+        for name, step in steps.items():
+            started = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - started)
+    median = {name: statistics.median(values) for name, values in times.items()}
+    results = {
+        "model": args.model, "batch": args.batch, "tokens": args.tokens,
+        "tag_length": args.tag_length, "rounds": args.rounds,
+        "median_s": median,
+        "function_tag_vs_forward": median["function_tag"] / median["forward"],
+        "function_tag_vs_full_backprop": median["function_tag"] / median["full_backprop"],
+        "function_tag_vs_peft": median["function_tag"] / median["peft_prompt"],
+        "function_tag_cached_vs_forward": median["function_tag_cached"] / median["forward"],
+        # Mean step over two epochs when the prefix cache is kept (the embedded default's case).
+        "function_tag_vs_peft_two_epochs": (median["function_tag"] + median["function_tag_cached"])
+        / 2 / median["peft_prompt"],
+        "domain_tag_vs_peft": median["domain_tag"] / median["peft_prompt_ce"],
+        "grad_rel_err": gradient_error(setup),
+    }
+    if not args.no_rss:
+        results["memory"] = {path: peak_rss(args.model, args.batch, args.tokens,
+                                            args.tag_length, path) for path in PATHS}
+    targets = {"function_tag_vs_forward": 1.3, "function_tag_vs_full_backprop": 0.6,
+               "function_tag_vs_peft": 0.4, "domain_tag_vs_peft": 1.0, "grad_rel_err": 1e-5}
+    print(f"model {args.model}, batch {args.batch} x {args.tokens} tokens, p = {args.tag_length}, "
+          f"median of {args.rounds}")
+    for name, value in median.items():
+        memory = results.get("memory", {}).get(name)
+        print(f"  {name:22s} {value * 1000:9.1f} ms" + (
+            f"  peak RSS {memory['peak_rss_mb']:7.0f} MiB (+{memory['step_rss_increase_mb']:.0f}"
+            " MiB over the loaded model)" if memory else ""))
+    for key, target in targets.items():
+        verdict = "ok" if results[key] <= target else "MISSED"
+        print(f"  {key:32s} {results[key]:.3g}  (target <= {target:g}: {verdict})")
+    print(f"  {'function_tag_cached_vs_forward':32s} {results['function_tag_cached_vs_forward']:.3g}"
+          "  (later epochs, prefix cache kept)")
+    print(f"  {'function_tag_vs_peft_two_epochs':32s} "
+          f"{results['function_tag_vs_peft_two_epochs']:.3g}  (mean step over 2 epochs, cache kept)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
