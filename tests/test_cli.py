@@ -3,7 +3,9 @@
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
+import torch
 
 from tagllm.cli import build_parser, main
 
@@ -38,3 +40,25 @@ def test_module_entry_point():
     result = subprocess.run([sys.executable, "-m", "tagllm", "--version"], capture_output=True,
                             text=True)
     assert result.returncode == 0 and "tagllm" in result.stdout
+
+
+def test_tag_for_another_model_is_a_clear_error(tiny_model_dir, qed_dir, tmp_path, capsys):
+    from tagllm.tags import BaseModelInfo, TagTable
+
+    table = TagTable(BaseModelInfo("some-other-model", 32, 104))
+    table.add_new("SMILES", "domain", 1, 4, torch.randn(104, 32), run="elsewhere")
+    table.save(tmp_path / "other")
+    code = main(["train-function-tag", "--model", str(tiny_model_dir), "--task", "qed",
+                 "--data", str(qed_dir / "train.parquet"), "--domain-tags", str(tmp_path / "other"),
+                 "--tag-length", "4", "--out-dir", str(tmp_path / "out")])
+    assert code == 2
+    assert "trained for some-other-model" in capsys.readouterr().err
+
+
+def test_empty_dataset_is_a_clear_error(tiny_model_dir, tmp_path, capsys):
+    empty = tmp_path / "empty.parquet"
+    pd.DataFrame({"text": pd.Series([], dtype=str)}).to_parquet(empty)
+    code = main(["train-domain-tag", "--model", str(tiny_model_dir), "--data", str(empty),
+                 "--column", "text", "--tag", "EN", "--out-dir", str(tmp_path / "out")])
+    assert code == 2
+    assert "dataset is empty" in capsys.readouterr().err
