@@ -124,13 +124,16 @@ def get_run_domain_tag_dirs(wildcards):
 
 
 def get_run_enrich_data(wildcards):
-    """--enrich-data TAG=PATH:COLUMN for each domain tag of the run (used only with enrich)."""
+    """--enrich-data TAG=PATH:COLUMN for each domain tag of a run that enriches them."""
+    run = RUNS[wildcards.run]
+    if not run.get("train", {}).get("enrich", False):
+        return ""
     pairs = [
         f"{tag}={get_domain_tag_data(Wildcards(tag=tag))}:{config['stage1'][tag]['column']}"
-        for tag in get_task(RUNS[wildcards.run]["task"]).domain_tags
+        for tag in get_task(run["task"]).domain_tags
         if tag in config["stage1"]
     ]
-    return "--enrich-data " + " ".join(pairs) if pairs else ""
+    return "--enrich-data " + " ".join(pairs)
 
 
 class Wildcards:
