@@ -14,9 +14,10 @@ from tagllm.atomic import write_json, write_parquet
 from tagllm.batching import length_grouped_batches
 from tagllm.heads import RegressionHead
 from tagllm.metrics import regression_metrics
+from tagllm.objectives import regression_hidden
 from tagllm.tags import TagTable
 from tagllm.tasks import get_task
-from tagllm.train import Base, read_table, regression_hidden
+from tagllm.train import Base, read_table
 
 
 @torch.no_grad()

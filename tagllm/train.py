@@ -26,8 +26,7 @@ from tagllm.tags import TagTable
 from tagllm.tasks import get_domain_tag, get_task
 
 log = logging.getLogger("tagllm")
-__all__ = ["Base", "PrefixStore", "read_table", "regression_hidden", "train_domain_tag",
-           "train_function_tag"]
+__all__ = ["Base", "read_table", "train_domain_tag", "train_function_tag"]
 
 
 @dataclass
