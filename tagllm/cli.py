@@ -53,6 +53,8 @@ def dataset_cli_flags(entry: Mapping[str, object], inputs: Mapping[str, object],
                       downloads_root: str) -> str:
     """`prepare-dataset` flags for one config entry of `data:`; `inputs` as the rule resolves them
     (upstream Parquet files by role), `downloads_root` where the download rule puts sources."""
+    from tagllm.data.prepare import required_downloads
+
     flags = []
     for key, value in entry.items():
         if key == "inputs":
@@ -60,7 +62,7 @@ def dataset_cli_flags(entry: Mapping[str, object], inputs: Mapping[str, object],
         if key == "path" and not value:
             continue
         flags.append(f"--{key.replace('_', '-')} {shlex.quote(str(value))}")
-    if entry.get("source") in ("binding-affinity", "opus100", "tdc"):
+    if required_downloads(str(entry["kind"]), str(entry["source"]), str(entry.get("lang", ""))):
         flags.append(f"--path {shlex.quote(downloads_root)}")
     for role in ("molecules", "proteins"):
         if role in inputs:

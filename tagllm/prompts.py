@@ -18,15 +18,18 @@ NO_SLOT = -1
 SENTENCEPIECE_SPACE = "\u2581"  # "▁", how SentencePiece (LLaMA, Mistral) writes a space
 
 
+_PRINTABLE_BYTES = [*range(33, 127), *range(161, 173), *range(174, 256)]
+_SHIFTED_BYTES = [b for b in range(256) if b not in _PRINTABLE_BYTES]
+# GPT-2's byte-to-unicode table: printable bytes stand for themselves, the others are shifted past 255.
+_BYTE_LEVEL = {**{chr(b): chr(b) for b in _PRINTABLE_BYTES},
+               **{chr(b): chr(256 + i) for i, b in enumerate(_SHIFTED_BYTES)}}
+
+
 def byte_level_char(char: str) -> str | None:
     """How GPT-2-style byte-level BPE (SmolLM2, ...) writes a one-byte character in its vocabulary."""
-    code = ord(char)
-    if code > 255:
-        return None
-    printable = [*range(33, 127), *range(161, 173), *range(174, 256)]
-    if code in printable:
-        return char
-    return chr(256 + sorted(set(range(256)) - set(printable)).index(code))
+    return _BYTE_LEVEL.get(char)
+
+
 FIELD_PATTERN = re.compile(r"\{(\w+)\}")
 
 
@@ -68,6 +71,8 @@ class PromptEncoder:
         bos = tokenizer("", add_special_tokens=True).input_ids
         self.bos_ids: tuple[int, ...] = tuple(bos) if add_bos is None or add_bos else ()
         self._encode_text = lru_cache(maxsize=65536)(self._encode_text_uncached)
+        self._char_ids = lru_cache(maxsize=4096)(self._char_ids_uncached)
+        self._pieces = lru_cache(maxsize=256)(self._pieces_uncached)
 
     def _encode_text_uncached(self, text: str) -> tuple[int, ...]:
         return tuple(self.tokenizer(text, add_special_tokens=False).input_ids)
@@ -78,7 +83,7 @@ class PromptEncoder:
             ids.extend(self._char_ids(char))
         return ids
 
-    def _char_ids(self, char: str) -> tuple[int, ...]:
+    def _char_ids_uncached(self, char: str) -> tuple[int, ...]:
         """One token for one character, looked up in the vocabulary: tokenising a lone character
         with a SentencePiece tokenizer would give "▁C" (a word start), not "C"."""
         pieces = [char, byte_level_char(char)]
@@ -95,12 +100,8 @@ class PromptEncoder:
         ids: list[int] = list(self.bos_ids)
         slots: list[int] = [NO_SLOT] * len(ids)
         readout = -1
-        pieces = self._tag_pattern.split(template) if self._tag_pattern else [template]
-        for piece in pieces:
-            if not piece:
-                continue
-            if self._tag_pattern and self._tag_pattern.fullmatch(piece):
-                name = piece[1:-1]
+        for piece, name in self._pieces(template):
+            if name is not None:
                 start = self.tag_offsets[name]
                 length = self.tag_lengths[name]
                 ids.extend([0] * length)
@@ -118,6 +119,13 @@ class PromptEncoder:
             ids.extend(target_ids)
             slots.extend([NO_SLOT] * len(target_ids))
         return Encoded(tuple(ids), tuple(slots), readout, target_start)
+
+    def _pieces_uncached(self, template: str) -> tuple[tuple[str, str | None], ...]:
+        """The template cut into (text, None) and (marker, tag name) pieces, once per template."""
+        if self._tag_pattern is None:
+            return ((template, None),)
+        return tuple((piece, piece[1:-1] if self._tag_pattern.fullmatch(piece) else None)
+                     for piece in self._tag_pattern.split(template) if piece)
 
     def _fill(self, piece: str, values: Mapping[str, object]) -> list[tuple[int, ...]]:
         """Split a literal piece on {field} markers and encode each part."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from tagllm.prompts import FIELD_PATTERN
+
 LANGUAGE_TAGS = ("EN", "FR", "RU", "DE", "IT", "EL", "ES", "PT")
 
 
@@ -37,8 +39,6 @@ class Task:
         return f" {row['tgt']}" if self.kind == "generation" else None
 
     def columns(self) -> list[str]:
-        from tagllm.prompts import FIELD_PATTERN
-
         fields = FIELD_PATTERN.findall(self.template)
         extra = ["src_lang", "tgt_lang", "tgt"] if self.kind == "generation" else [self.label]
         return [*fields, *extra]

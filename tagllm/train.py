@@ -89,10 +89,6 @@ def _batch_order(n_batches: int, seed: int):
     return order
 
 
-def _fingerprint(**parts) -> str:
-    return checkpoint.fingerprint(parts)
-
-
 def _domain_examples(base: Base, tags: TagTable, tag: str, texts) -> list[Encoded]:
     spec = get_domain_tag(tag)
     encoder = base.encoder(tags, spec.char_fields)
@@ -122,14 +118,15 @@ def train_domain_tag(model_dir: str | Path, data_path: str | Path, column: str, 
     metrics = optimise(
         [{"params": tags.trainable_parameters()}], dict(tags.tags.items()), len(batches),
         step_loss, _batch_order(len(batches), config.seed), config, out_dir,
-        _fingerprint(stage=1, tag=tag, data=str(data_path), n=len(examples), p=tag_length,
-                     model=base.info.model_id, config=config))
+        checkpoint.fingerprint(dict(stage=1, tag=tag, data=str(data_path), n=len(examples),
+                                    p=tag_length, model=base.info.model_id, config=config)))
     if distributed.is_main():
         tags.save(out_dir)
         metrics.update(stage=1, tag=tag, examples=len(examples), base_model=base.info.model_id,
                        trainable_parameters=tags.num_trainable())
         write_json(Path(out_dir) / "metrics.json", metrics)
         checkpoint.remove(out_dir)
+    distributed.teardown()
     return metrics
 
 
@@ -195,9 +192,10 @@ def train_function_tag(model_dir: str | Path, task_name: str, data_path: str | P
         named["head.weight"] = head.linear.weight
     metrics = optimise(groups, named, len(batches), step_loss,
                        _batch_order(len(batches), config.seed), config, out_dir,
-                       _fingerprint(task=task_name, data=str(data_path), n=len(examples),
-                                    p=tag_length, model=base.info.model_id, config=config,
-                                    domain=[str(d) for d in domain_tag_dirs], enriched=enriched))
+                       checkpoint.fingerprint(dict(
+                           task=task_name, data=str(data_path), n=len(examples), p=tag_length,
+                           model=base.info.model_id, config=config,
+                           domain=[str(d) for d in domain_tag_dirs], enriched=enriched)))
     if distributed.is_main():
         tags.save(out_dir)
         if head is not None:
@@ -211,6 +209,7 @@ def train_function_tag(model_dir: str | Path, task_name: str, data_path: str | P
             total_wall_s=time.perf_counter() - started)
         write_json(Path(out_dir) / "metrics.json", metrics)
         checkpoint.remove(out_dir)
+    distributed.teardown()
     return metrics
 
 

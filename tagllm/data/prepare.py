@@ -91,8 +91,7 @@ def prepare_dataset(kind: str, out_dir: str | Path, settings: Settings) -> dict:
         raise ValueError(f"dataset kind {kind!r} takes source {KIND_SOURCES[kind]}, "
                          f"not {settings.source!r}")
     builder = {"qed": _labelled_items("qed"), "descriptor": _labelled_items("descriptor"),
-               "text": _text,
-               "translation": _translation, "dc": _dc, "ba": _ba}[kind]
+               "text": _text, "translation": _translation, "dc": _dc, "ba": _ba}[kind]
     report = builder(Path(out_dir), settings)
     log.info("prepared %s: %s", kind, report)
     return report
@@ -224,11 +223,7 @@ def _translation(out: Path, s: Settings) -> dict:
         train_messages, test_messages, skipped = _django_split(s)
         train_rows, considered, not_sampled = _directions(train_messages, TRAIN_PAIRS, s, rejections,
                                                           "django train")
-        test_rows = [
-            {"src_lang": a, "tgt_lang": b, "src": m[a], "tgt": m[b], "setting": setting}
-            for (a, b), setting in EVAL_DIRECTIONS.items() for m in _rows(test_messages, s.test_rows)
-        ]
-        source = "django catalogs"
+        test_sentences, source = test_messages, "django catalogs"
     else:
         train_rows, considered, not_sampled = [], 0, 0
         for a, b in TRAIN_PAIRS:
@@ -239,12 +234,12 @@ def _translation(out: Path, s: Settings) -> dict:
             train_rows, considered, not_sampled = train_rows + rows, considered + seen, \
                 not_sampled + unsampled
         flores = Path(s.path) / "flores101" / "devtest"
-        sentences = pd.DataFrame({lang: read_flores(flores, lang) for lang in LANGUAGES})
-        test_rows = [
-            {"src_lang": a, "tgt_lang": b, "src": m[a], "tgt": m[b], "setting": setting}
-            for (a, b), setting in EVAL_DIRECTIONS.items() for m in _rows(sentences, s.test_rows)
-        ]
+        test_sentences = pd.DataFrame({lang: read_flores(flores, lang) for lang in LANGUAGES})
         source = f"{s.path}/opus100_* (train), flores101 devtest (test)"
+    test_rows = [
+        {"src_lang": a, "tgt_lang": b, "src": m[a], "tgt": m[b], "setting": setting}
+        for (a, b), setting in EVAL_DIRECTIONS.items() for m in _rows(test_sentences, s.test_rows)
+    ]
     train = pd.DataFrame(train_rows, columns=["src_lang", "tgt_lang", "src", "tgt"])
     test = pd.DataFrame(test_rows, columns=["src_lang", "tgt_lang", "src", "tgt", "setting"])
     # Unit: one (language pair, sentence pair) for training, kept as two directions; one
@@ -343,27 +338,35 @@ def _ba(out: Path, s: Settings) -> dict:
 
 def _valid_pair_rows(frame: pd.DataFrame, checks: dict[str, str], source: str,
                      rejections: Rejections) -> pd.DataFrame:
-    """Rows whose molecules parse, whose proteins use standard residues, and whose label is finite."""
+    """Rows whose molecules parse, whose proteins use standard residues, and whose label is finite.
+
+    TDC files repeat the same drugs and targets across many rows, so each distinct value is
+    checked once."""
     from rdkit import Chem
 
     from tagllm.data.proteins import STANDARD_RESIDUES
 
+    def is_valid(kind: str, value: str) -> bool:
+        if kind == "smiles":
+            return Chem.MolFromSmiles(value) is not None
+        return not set(value.upper()) - STANDARD_RESIDUES
+
+    valid = {column: {value: is_valid(kind, value) for value in frame[column].astype(str).unique()}
+             for column, kind in checks.items()}
+    reasons = {"smiles": "invalid_smiles", "protein": "nonstandard_residue"}
+    labels = pd.to_numeric(frame["Y"], errors="coerce")
     keep = np.ones(len(frame), dtype=bool)
-    for position, row in enumerate(frame.itertuples(index=False)):
-        values = row._asdict()
-        if not np.isfinite(pd.to_numeric(values["Y"], errors="coerce")):
+    for position, (label, *values) in enumerate(zip(labels, *(frame[c].astype(str) for c in checks),
+                                                    strict=True)):
+        if not np.isfinite(label):
             rejections.add(source, position + 1, "nan_label", "label is not a finite number",
-                           values["Y"])
+                           frame["Y"].iloc[position])
             keep[position] = False
             continue
-        for column, kind in checks.items():
-            value = str(values[column])
-            if kind == "smiles" and Chem.MolFromSmiles(value) is None:
-                rejections.add(source, position + 1, "invalid_smiles", column, value)
-                keep[position] = False
-                break
-            if kind == "protein" and set(value.upper()) - STANDARD_RESIDUES:
-                rejections.add(source, position + 1, "nonstandard_residue", column, value[:80])
+        for (column, kind), value in zip(checks.items(), values, strict=True):
+            if not valid[column][value]:
+                shown = value if kind == "smiles" else value[:80]
+                rejections.add(source, position + 1, reasons[kind], column, shown)
                 keep[position] = False
                 break
     return frame[keep].reset_index(drop=True)

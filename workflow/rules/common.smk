@@ -77,9 +77,13 @@ def get_dataset_flags(wildcards):
     )
 
 
-def get_domain_tag_data(wildcards):
+def domain_tag_data(tag):
     """Training split of the dataset that holds a domain tag's unlabeled text."""
-    return f"results/data/{config['stage1'][wildcards.tag]['dataset']}/train.parquet"
+    return f"results/data/{config['stage1'][tag]['dataset']}/train.parquet"
+
+
+def get_domain_tag_data(wildcards):
+    return domain_tag_data(wildcards.tag)
 
 
 def get_domain_tag_column(wildcards):
@@ -129,18 +133,11 @@ def get_run_enrich_data(wildcards):
     if not run.get("train", {}).get("enrich", False):
         return ""
     pairs = [
-        f"{tag}={get_domain_tag_data(Wildcards(tag=tag))}:{config['stage1'][tag]['column']}"
+        f"{tag}={domain_tag_data(tag)}:{config['stage1'][tag]['column']}"
         for tag in get_task(run["task"]).domain_tags
         if tag in config["stage1"]
     ]
     return "--enrich-data " + " ".join(pairs)
-
-
-class Wildcards:
-    """A stand-in for Snakemake's wildcards object, to reuse input functions."""
-
-    def __init__(self, **values):
-        self.__dict__.update(values)
 
 
 def get_char_level_flag(wildcards=None):
