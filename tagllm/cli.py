@@ -77,6 +77,8 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: default)")
     parser.add_argument("--char-level", action=argparse.BooleanOptionalAction, default=True,
                         help="protein and SMILES strings one character per token (paper; default on)")
+    parser.add_argument("--cpu-bf16-inference", action=argparse.BooleanOptionalAction,
+                        default=False, help="on CPUs, run gradient-free passes under bf16 autocast")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -130,31 +132,58 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--enrich-data", nargs="*", default=[], metavar="TAG=PARQUET",
                    help="stage-1 text (a `text` column) of each domain tag that --enrich updates")
     p.add_argument("--tag-length", type=int, default=10)
+    p.add_argument("--method", default="tagllm",
+                   help="tagllm, an ablation (no_domain_tags, no_head, enriched, tagllm_p<N>, ...)")
     p.add_argument("--out-dir", required=True)
     add_train_config(p)
 
-    p = commands.add_parser("evaluate", help="score a trained run on a test split")
+    p = commands.add_parser("train-baseline", help="a PEFT baseline (LoRA, prompt tuning) or probe")
     add_model_flags(p)
-    p.add_argument("--run", required=True, help="run folder (tags + head)")
+    p.add_argument("--method", required=True, help="e.g. lora, prompt_tuning_head, linear_probe")
+    p.add_argument("--task", required=True)
+    p.add_argument("--data", required=True, help="training Parquet file")
+    p.add_argument("--domain-tags", nargs="*", default=[], help="stage-1 tag folders, if used")
+    p.add_argument("--tag-length", type=int, default=10, help="sets prompt tuning's virtual tokens")
+    p.add_argument("--out-dir", required=True)
+    add_train_config(p)
+
+    p = commands.add_parser("evaluate", help="score a trained run (or the base model) on a test split")
+    add_model_flags(p)
+    p.add_argument("--run", default="", help="run folder (empty: --method direct_prompting)")
     p.add_argument("--task", required=True)
     p.add_argument("--test", required=True, help="test Parquet file")
     p.add_argument("--out-dir", required=True)
-    p.add_argument("--method", default="tagllm")
+    p.add_argument("--method", default="", help="default: the run's own (run.json)")
+    p.add_argument("--train", default="", help="training file (label mean, for direct prompting)")
     p.add_argument("--name", default="", help="run name for the tables (default: the task)")
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--max-rows", type=int, default=0, help="score the first N test rows (0: all)")
+    p.add_argument("--max-new-tokens", type=int, default=64, help="longest translation decoded")
 
-    p = commands.add_parser("evaluate-train-mean", help="the training-mean predictor")
-    p.add_argument("--task", required=True)
-    p.add_argument("--name", default="", help="run name for the tables (default: the task)")
-    p.add_argument("--train", required=True)
-    p.add_argument("--test", required=True)
+    for name, text in (("evaluate-train-mean", "the training-mean predictor"),
+                       ("evaluate-nearest-neighbour", "nearest neighbour by difflib similarity")):
+        p = commands.add_parser(name, help=text)
+        p.add_argument("--task", required=True)
+        p.add_argument("--name", default="", help="run name for the tables (default: the task)")
+        p.add_argument("--train", required=True)
+        p.add_argument("--test", required=True)
+        p.add_argument("--out-dir", required=True)
+        p.add_argument("--max-rows", type=int, default=0, help="score the first N test rows")
+
+    p = commands.add_parser("build-tables", help="paper tables 1-4 and 6 + summary from saved files")
+    p.add_argument("--metrics", nargs="+", required=True, help="evaluation metrics.json files")
+    p.add_argument("--runs", nargs="*", default=[], help="training metrics.json files")
     p.add_argument("--out-dir", required=True)
+    p.add_argument("--setting", default="", help="one line naming the base model and data")
+    p.add_argument("--tag-length", type=int, default=10)
+    p.add_argument("--ablation-run", default="", help="the run the ablations were made on")
 
-    p = commands.add_parser("summarize", help="summary table (CSV + Markdown) from metrics files")
-    p.add_argument("--metrics", nargs="+", required=True)
-    p.add_argument("--csv", required=True)
-    p.add_argument("--markdown", required=True)
-    p.add_argument("--caption", default="")
+    p = commands.add_parser("plot-figures", help="tag-length curve, ablation bars, loss curves")
+    p.add_argument("--summary", required=True, help="results/tables/summary.csv")
+    p.add_argument("--runs", nargs="*", default=[], help="training metrics.json files")
+    p.add_argument("--ablation-run", required=True, help="the run the ablations were made on")
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--setting", default="")
 
     p = commands.add_parser("plot-predictions", help="predicted vs true scatter")
     p.add_argument("--predictions", required=True)
@@ -195,25 +224,39 @@ def run(args: argparse.Namespace) -> None:
         enrich = dict(item.split("=", 1) for item in args.enrich_data)
         train_function_tag(args.model, args.task, args.data, args.domain_tags, args.out_dir,
                            args.tag_length, train_config(args), args.device, args.dtype,
-                           args.char_level, enrich)
+                           args.char_level, enrich, args.method, args.cpu_bf16_inference)
+    elif args.command == "train-baseline":
+        from tagllm.baselines import train_baseline
+
+        train_baseline(args.model, args.method, args.task, args.data, args.out_dir,
+                       args.tag_length, train_config(args), args.device, args.dtype,
+                       args.char_level, args.domain_tags, args.cpu_bf16_inference)
     elif args.command == "evaluate":
-        from tagllm.evaluate import evaluate_regression
+        from tagllm.evaluate import evaluate_run
 
-        metrics = evaluate_regression(args.model, args.run, args.task, args.test, args.out_dir,
-                                      args.method, args.batch_size, args.device, args.dtype,
-                                      args.char_level, args.name)
+        metrics = evaluate_run(args.model, args.run or None, args.task, args.test, args.out_dir,
+                               args.batch_size, args.device, args.dtype, args.char_level,
+                               args.name, args.method, args.train or None, args.max_rows,
+                               args.max_new_tokens, args.cpu_bf16_inference)
         logging.info("metrics: %s", metrics)
-    elif args.command == "evaluate-train-mean":
-        from tagllm.evaluate import evaluate_train_mean
+    elif args.command in ("evaluate-train-mean", "evaluate-nearest-neighbour"):
+        from tagllm.evaluate import evaluate_nearest_neighbour, evaluate_train_mean
 
-        logging.info("metrics: %s", evaluate_train_mean(args.task, args.train, args.test,
-                                                       args.out_dir, args.name))
-    elif args.command == "summarize":
-        from tagllm.report import write_summary
+        scorer = evaluate_train_mean if args.command == "evaluate-train-mean" else \
+            evaluate_nearest_neighbour
+        logging.info("metrics: %s", scorer(args.task, args.train, args.test, args.out_dir,
+                                          args.name, args.max_rows))
+    elif args.command == "build-tables":
+        from tagllm.report import build_tables
 
-        write_summary(args.metrics, args.csv, args.markdown, args.caption)
+        build_tables(args.metrics, args.runs, args.out_dir, args.setting, args.tag_length,
+                     args.ablation_run or None)
+    elif args.command == "plot-figures":
+        from tagllm.figures import plot_figures
+
+        plot_figures(args.summary, args.runs, args.ablation_run, args.out_dir, args.setting)
     elif args.command == "plot-predictions":
-        from tagllm.report import plot_predictions
+        from tagllm.figures import plot_predictions
 
         plot_predictions(args.predictions, args.out, args.title)
 

@@ -1,6 +1,9 @@
-"""Evaluation: batched regression inference on a test split, predictions and metrics as files.
+"""Evaluation: batched inference on a test split, predictions and metrics as files.
 
-Also the training-mean predictor, the floor every regression method has to beat.
+One entry point scores any trained run (Tag-LLM, an ablation or a PEFT baseline, as its `run.json`
+says): regression through its head, or by greedy decoding of the label as text; translation by
+greedy decoding, scored with sacreBLEU per direction. Direct prompting scores the untouched base
+model; the training-mean and nearest-neighbour predictors need no model at all.
 """
 
 from __future__ import annotations
@@ -11,66 +14,194 @@ import pandas as pd
 import torch
 
 from tagllm.atomic import write_json, write_parquet
-from tagllm.batching import length_grouped_batches
+from tagllm.baselines import nearest_neighbour_labels
+from tagllm.batching import collate, length_grouped_batches, splice_tags
+from tagllm.forward import gather_positions, readout_index
+from tagllm.generate import decode_texts, greedy_decode, stop_token_ids
 from tagllm.heads import RegressionHead
-from tagllm.metrics import regression_metrics
+from tagllm.methods import Method, get_method, parse_label
+from tagllm.metrics import regression_metrics, translation_metrics
 from tagllm.objectives import regression_hidden
-from tagllm.tags import TagTable
-from tagllm.tasks import get_task
-from tagllm.train import Base, read_table
+from tagllm.tags import TAGS_META, TagTable
+from tagllm.tasks import LANGUAGE_NAMES, get_task
+from tagllm.train import Base, encode_examples, read_run_spec, read_table
+
+# Direct prompting of translation: the base model told the languages in words, no tags.
+DIRECT_TRANSLATION = "Translate from {src_name} to {tgt_name}.\n# # Input: {src} \n# # Output:"
+LABEL_TOKENS = 12  # decoded label: "-12.34" and an end token fit easily
 
 
-@torch.no_grad()
-def predict_regression(base: Base, tags: TagTable, head: RegressionHead, template: str,
-                       char_fields: frozenset[str], rows: list[dict], batch_size: int
-                       ) -> list[float]:
-    """Predictions in label units, in the order of `rows` (batched by length, left padded)."""
-    encoder = base.encoder(tags, char_fields)
-    examples = [encoder.encode(template, row) for row in rows]
-    predictions = [0.0] * len(rows)
-    for indices in length_grouped_batches([len(e) for e in examples], batch_size, None):
-        hidden = regression_hidden(base, tags, [examples[i] for i in indices], None, 0)
-        values = head.to_label_units(head(hidden).squeeze(-1)).float().cpu().tolist()
-        for index, value in zip(indices, values, strict=True):
-            predictions[index] = value
-    return predictions
+class Predictor:
+    """A base model with a run's tags, head and adapter loaded: batched predictions."""
+
+    def __init__(self, base: Base, method: Method, tags: TagTable, head: RegressionHead | None,
+                 adapter=None) -> None:
+        self.base, self.method, self.tags, self.head, self.adapter = base, method, tags, head, adapter
+
+    @classmethod
+    def from_run(cls, base: Base, run_dir: str | Path | None, method: Method) -> Predictor:
+        tags = TagTable(base.info)
+        head, adapter = None, None
+        if run_dir is not None:
+            run_dir = Path(run_dir)
+            if (run_dir / TAGS_META).is_file():
+                tags.load(run_dir, trainable=False)
+            if method.head and method.trainer != "none":
+                head = RegressionHead.load(run_dir, base.info).to(base.device)
+            if method.adapter != "none":
+                from tagllm.adapters import Adapter
+
+                adapter = Adapter.load(base.model, run_dir)
+        tags.to(base.device)
+        return cls(base, method, tags, head, adapter)
+
+    def _embeds(self, batch):
+        if self.adapter is not None:
+            return self.adapter.inputs(self.tags.flat(), batch)
+        return splice_tags(self.base.model.get_input_embeddings(), self.tags.flat(),
+                           batch.input_ids, batch.slots), batch
+
+    @torch.no_grad()
+    def regress(self, examples, batch_size: int) -> list[float]:
+        """Head predictions in label units, in the order of `examples`."""
+        predictions = [0.0] * len(examples)
+        pad = self.base.tokenizer.pad_token_id
+        for indices in length_grouped_batches([len(e) for e in examples], batch_size, None):
+            chosen = [examples[i] for i in indices]
+            with self.base.inference_autocast():
+                if self.adapter is None:
+                    hidden = regression_hidden(self.base, self.tags, chosen, None, 0)
+                else:
+                    batch = collate(chosen, pad, "left").to(self.base.device)
+                    hidden = gather_positions(self.adapter.hidden(self.tags.flat(), batch),
+                                              readout_index(chosen, batch))
+            values = self.head.to_label_units(self.head(hidden).squeeze(-1)).float().cpu()
+            for index, value in zip(indices, values.tolist(), strict=True):
+                predictions[index] = value
+        return predictions
+
+    @torch.no_grad()
+    def generate(self, examples, batch_size: int, max_new_tokens: int,
+                 stop_at_newline: bool) -> list[str]:
+        """Greedy continuations of `examples` (left padded, batched by length), in order."""
+        tokenizer = self.base.tokenizer
+        stops = stop_token_ids(tokenizer, stop_at_newline)
+        texts = [""] * len(examples)
+        for indices in length_grouped_batches([len(e) for e in examples], batch_size, None):
+            batch = collate([examples[i] for i in indices], tokenizer.pad_token_id,
+                            "left").to(self.base.device)
+            with self.base.inference_autocast():
+                embeds, batch = self._embeds(batch)
+                ids = greedy_decode(self.base.model, embeds, batch, max_new_tokens, stops,
+                                    tokenizer.pad_token_id)
+            for index, text in zip(indices, decode_texts(tokenizer, ids), strict=True):
+                texts[index] = text
+        return texts
 
 
-def evaluate_regression(model_dir: str | Path, run_dir: str | Path, task_name: str,
-                        test_path: str | Path, out_dir: str | Path, method: str = "tagllm",
-                        batch_size: int = 16, device: str = "cpu", dtype: str = "float32",
-                        char_level: bool = True, name: str = "") -> dict:
-    """Score a trained run (tags + head) on `test_path`; writes predictions.parquet and metrics.json."""
+def evaluate_run(model_dir: str | Path, run_dir: str | Path | None, task_name: str,
+                 test_path: str | Path, out_dir: str | Path, batch_size: int = 16,
+                 device: str = "cpu", dtype: str = "float32", char_level: bool = True,
+                 name: str = "", method_name: str = "", train_path: str | Path | None = None,
+                 max_rows: int = 0, max_new_tokens: int = 64, cpu_bf16_inference: bool = False
+                 ) -> dict:
+    """Score a run (or, with `method_name="direct_prompting"` and no run, the base model) on the
+    first `max_rows` rows of `test_path` (0: all); writes predictions.parquet and metrics.json."""
+    spec = read_run_spec(run_dir) if run_dir is not None else {}
+    method = get_method(method_name or spec.get("method", "tagllm"))
     task = get_task(task_name)
-    base = Base.load(model_dir, dtype, device, char_level)
-    tags = TagTable(base.info)
-    tags.load(run_dir, trainable=False)
-    tags.to(base.device)
-    head = RegressionHead.load(run_dir, base.info).to(base.device)
-    frame = read_table(test_path, [task.label])
-    predicted = predict_regression(base, tags, head, task.template, task.char_fields,
-                                   frame.to_dict("records"), batch_size)
-    return _write(frame, predicted, task.name, name or task_name, method, base.info.model_id,
-                  out_dir)
+    base = Base.load(model_dir, dtype, device, char_level, cpu_bf16_inference)
+    predictor = Predictor.from_run(base, run_dir, method)
+    frame = read_table(test_path, task.columns())
+    if max_rows:
+        frame = frame.head(max_rows)
+    rows = frame.to_dict("records")
+    run = name or task_name
+    if task.kind == "generation":
+        if method.name == "direct_prompting":
+            texts = [DIRECT_TRANSLATION.format(src_name=LANGUAGE_NAMES[r["src_lang"]],
+                                               tgt_name=LANGUAGE_NAMES[r["tgt_lang"]],
+                                               src="{src}") for r in rows]
+            encoder = base.encoder(predictor.tags, task.char_fields)
+            examples = [encoder.encode(t, r) for t, r in zip(texts, rows, strict=True)]
+        else:
+            examples = encode_examples(method, task, base.encoder(predictor.tags, task.char_fields),
+                                       rows, train=False)
+        hypotheses = predictor.generate(examples, batch_size, max_new_tokens, stop_at_newline=True)
+        return write_translation(frame, hypotheses, run, method.name, base.info.model_id, out_dir)
+    examples = encode_examples(method, task, base.encoder(predictor.tags, task.char_fields), rows,
+                               train=False)
+    if predictor.head is not None:
+        return _write(frame, predictor.regress(examples, batch_size), task.name, run, method.name,
+                      base.info.model_id, out_dir)
+    fallback = spec.get("label_mean")
+    if fallback is None:
+        if train_path is None:
+            raise ValueError("decoding a label needs the training-label mean (a run or --train)")
+        fallback = float(read_table(train_path, [task.label])[task.label].mean())
+    decoded = predictor.generate(examples, batch_size, LABEL_TOKENS, stop_at_newline=True)
+    parsed = [parse_label(text) for text in decoded]
+    frame = frame.assign(decoded=decoded, parsed=[p is not None for p in parsed])
+    predicted = [fallback if p is None else p for p in parsed]
+    return _write(frame, predicted, task.name, run, method.name, base.info.model_id, out_dir,
+                  unparsed=sum(p is None for p in parsed), fallback=fallback)
 
 
 def evaluate_train_mean(task_name: str, train_path: str | Path, test_path: str | Path,
-                        out_dir: str | Path, name: str = "") -> dict:
+                        out_dir: str | Path, name: str = "", max_rows: int = 0) -> dict:
     """Predict the training-label mean for every test example."""
     task = get_task(task_name)
     mean = float(read_table(train_path, [task.label])[task.label].mean())
     frame = read_table(test_path, [task.label])
+    if max_rows:
+        frame = frame.head(max_rows)
     return _write(frame, [mean] * len(frame), task.name, name or task_name, "train_mean", "none",
                   out_dir)
 
 
+def evaluate_nearest_neighbour(task_name: str, train_path: str | Path, test_path: str | Path,
+                               out_dir: str | Path, name: str = "", max_rows: int = 0) -> dict:
+    """Predict the label of the most similar training string (single-input tasks: QED, Descriptor)."""
+    task = get_task(task_name)
+    fields = sorted(task.char_fields)
+    if len(fields) != 1:
+        raise ValueError(f"nearest neighbour needs a task with one input string, not {task_name}")
+    column = fields[0]
+    train = read_table(train_path, [column, task.label])
+    frame = read_table(test_path, [column, task.label])
+    if max_rows:
+        frame = frame.head(max_rows)
+    predicted = nearest_neighbour_labels(train[column].astype(str).tolist(),
+                                         train[task.label].astype(float).tolist(),
+                                         frame[column].astype(str).tolist())
+    return _write(frame, predicted, task.name, name or task_name, "nearest_neighbour", "none",
+                  out_dir)
+
+
 def _write(frame: pd.DataFrame, predicted: list[float], task: str, run: str, method: str,
-           model_id: str, out_dir: str | Path) -> dict:
+           model_id: str, out_dir: str | Path, **extra) -> dict:
     out_dir = Path(out_dir)
     result = frame.copy()
     result["y_pred"] = predicted
     metrics = {"task": task, "run": run, "method": method, "base_model": model_id,
-               **regression_metrics(result["y"], result["y_pred"])}
+               **regression_metrics(result["y"], result["y_pred"]), **extra}
+    write_parquet(out_dir / "predictions.parquet", result)
+    write_json(out_dir / "metrics.json", metrics)
+    return metrics
+
+
+def write_translation(frame: pd.DataFrame, hypotheses: list[str], run: str, method: str,
+                      model_id: str, out_dir: str | Path) -> dict:
+    """Per-direction sacreBLEU scores (and all directions pooled) of decoded translations."""
+    out_dir = Path(out_dir)
+    result = frame.assign(hypothesis=hypotheses)
+    directions = {}
+    for (src, tgt), group in result.groupby(["src_lang", "tgt_lang"], sort=True):
+        directions[f"{src}-{tgt}"] = translation_metrics(group["hypothesis"].tolist(),
+                                                         group["tgt"].tolist())
+    metrics = {"task": "translate", "run": run, "method": method, "base_model": model_id,
+               "directions": directions,
+               **translation_metrics(result["hypothesis"].tolist(), result["tgt"].tolist())}
     write_parquet(out_dir / "predictions.parquet", result)
     write_json(out_dir / "metrics.json", metrics)
     return metrics

@@ -58,8 +58,9 @@ class PromptEncoder:
 
     def __init__(self, tokenizer, tag_lengths: Mapping[str, int], tag_offsets: Mapping[str, int],
                  char_fields: frozenset[str] = frozenset(), add_bos: bool | None = None,
-                 char_level: bool = True) -> None:
+                 char_level: bool = True, eos_id: int | None = None) -> None:
         self.tokenizer = tokenizer
+        self.eos_id = eos_id  # appended after a target text, so that decoding learns where to stop
         self.tag_lengths = dict(tag_lengths)
         self.tag_offsets = dict(tag_offsets)
         self.char_fields = char_fields if char_level else frozenset()
@@ -116,6 +117,8 @@ class PromptEncoder:
             target_ids = self._encode_text(target)
             if not target_ids:
                 raise ValueError("target text is empty")
+            if self.eos_id is not None:
+                target_ids = (*target_ids, self.eos_id)
             ids.extend(target_ids)
             slots.extend([NO_SLOT] * len(target_ids))
         return Encoded(tuple(ids), tuple(slots), readout, target_start)

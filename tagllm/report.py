@@ -1,76 +1,275 @@
-"""Tables and figures from saved evaluation files: no model is loaded, nothing is retrained."""
+"""The paper's tables from saved evaluation and training files: no model is loaded, nothing is
+retrained. Each table is written as CSV (long form: task, method, metric, value, paper_value) and
+Markdown (wide, the paper's value in its own column, a caption naming the base model and data).
+
+Tables: 1 translation (per direction), 2 scientific tasks, 3 PEFT baselines given Tag-LLM's help,
+4 ablations and the tag-length sweep, 6 trainable parameters; `summary.csv` holds every number.
+"""
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import pandas as pd
 
-from tagllm.atomic import save_figure, write_text
+from tagllm.atomic import write_text
+from tagllm.methods import SWEEP_PATTERN, get_method
 from tagllm.tasks import get_task
 
 SUMMARY_COLUMNS = ["task", "method", "metric", "value", "paper_value"]
-# Paper Table 2 rows that have a counterpart here, keyed by (task, method).
-PAPER_METHOD = {"tagllm": "Tag-LLaMA"}
+DIRECTIONS = ["en-fr", "fr-en", "en-ru", "ru-en", "en-de", "de-en", "it-fr", "fr-it", "es-pt",
+              "pt-es"]
+# Paper Table 1 (spBLEU, FLORES-101 devtest subset, LLaMA-7B).
+TABLE1_PAPER = {
+    "tagllm": [40.5, 45.7, 14.2, 30.1, 23.0, 40.5, 28.8, 23.9, 24.6, 27.8],
+    "M2M": [42.0, 37.2, 27.1, 27.5, 32.6, 35.8, 34.4, 28.6, 28.1, 26.9],
+    "GPT-3": [36.1, 42.8, 11.2, 28.1, 25.9, 40.4, None, None, None, None],
+}
+ZERO_SHOT = {"it-fr": "unseen pair", "fr-it": "unseen pair", "es-pt": "unseen languages",
+             "pt-es": "unseen languages"}
+TABLE2_METHODS = ["nearest_neighbour", "linear_probe", "prompt_tuning", "lora", "tagllm",
+                  "train_mean", "direct_prompting"]
+TABLE3_METHODS = ["lora_text", "prompt_tuning_text", "linear_probe_text", "lora_head",
+                  "prompt_tuning_head", "tagllm"]
+TABLE4_METHODS = ["tagllm", "enriched", "no_domain_tags", "no_function_tags", "no_head"]
+# Paper Table 6 (LLaMA-7B, one domain + one function tag, p = 10).
+TABLE6_PAPER = {"tagllm": 86016, "lora_head": 1052672, "prompt_tuning_head": 86016,
+                "linear_probe": 4096}
+TASK_ORDER = ["descriptor", "qed", "dc", "ba"]
 
 
-def summary_rows(metric_files: list[str | Path]) -> pd.DataFrame:
-    """One row per (run, method, metric), averaged over seeds: the task's headline metric (and MSE
-    where the headline is another), with the paper's value beside the headline."""
+def read_metrics(files: Iterable[str | Path]) -> list[dict]:
+    return [json.loads(Path(f).read_text(encoding="utf-8")) for f in files]
+
+
+def method_label(name: str) -> str:
+    if name == "train_mean":
+        return "training-mean predictor"
+    if name == "nearest_neighbour":
+        return "nearest neighbour (difflib)"
+    return get_method(name).label
+
+
+def paper_value(method: str, task: str) -> float | None:
+    if method in ("train_mean",):
+        return None
+    if method == "nearest_neighbour":
+        return {"descriptor": 0.012, "qed": 0.040}.get(task)
+    spec = get_method(method)
+    if SWEEP_PATTERN.fullmatch(method):
+        return None
+    return spec.paper.get(task)
+
+
+def long_rows(evaluations: list[dict]) -> pd.DataFrame:
+    """Every number, averaged over seeds: (run, method, metric) -> value, with the paper's."""
     records = []
-    for path in metric_files:
-        metrics = json.loads(Path(path).read_text())
+    for metrics in evaluations:
+        run, method = metrics.get("run", metrics["task"]), metrics["method"]
+        if metrics["task"] == "translate":
+            for direction, scores in metrics["directions"].items():
+                paper = None
+                if method in TABLE1_PAPER and direction in DIRECTIONS:
+                    paper = TABLE1_PAPER[method][DIRECTIONS.index(direction)]
+                for metric in ("spbleu", "bleu", "chrf"):
+                    records.append({"task": f"{run}:{direction}", "method": method,
+                                    "metric": metric, "value": scores[metric],
+                                    "paper_value": paper if metric == "spbleu" else None})
+            continue
         task = get_task(metrics["task"])
-        for metric in dict.fromkeys([task.metric, "mse"]):
-            paper = task.paper_value if (metrics["method"] in PAPER_METHOD
-                                         and metric == task.metric) else None
-            records.append({"task": metrics.get("run", task.name), "method": metrics["method"],
-                            "metric": metric, "value": metrics[metric], "paper_value": paper})
+        for metric in dict.fromkeys([task.metric, "mse", "mae", "pearson"]):
+            records.append({"task": run, "method": method, "metric": metric,
+                            "value": metrics[metric],
+                            "paper_value": paper_value(method, task.name)
+                            if metric == task.metric else None})
     frame = pd.DataFrame(records, columns=SUMMARY_COLUMNS)
     if frame.empty:
         return frame
-    keys = ["task", "method", "metric"]
-    grouped = frame.groupby(keys, sort=False, dropna=False)
+    grouped = frame.groupby(["task", "method", "metric"], sort=False, dropna=False)
     return grouped.agg(value=("value", "mean"), paper_value=("paper_value", "first")
                        ).reset_index()[SUMMARY_COLUMNS]
 
 
-def write_summary(metric_files: list[str | Path], out_csv: str | Path, out_md: str | Path,
-                  caption: str) -> pd.DataFrame:
-    frame = summary_rows(metric_files)
-    write_text(out_csv, frame.to_csv(index=False))
-    write_text(out_md, f"{caption}\n\n{markdown_table(frame)}\n")
-    return frame
+def cell(value: object) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
-    def cell(value: object) -> str:
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            return "-"
-        return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(False)]
     return "\n".join(lines)
 
 
-def plot_predictions(predictions: str | Path, out_png: str | Path, title: str) -> None:
-    """Scatter of predicted against true labels, with the identity line."""
-    frame = pd.read_parquet(predictions)
-    figure, axis = plt.subplots(figsize=(4.5, 4.5))
-    axis.scatter(frame["y"], frame["y_pred"], s=12, alpha=0.7)
-    low = float(min(frame["y"].min(), frame["y_pred"].min()))
-    high = float(max(frame["y"].max(), frame["y_pred"].max()))
-    axis.plot([low, high], [low, high], color="grey", linewidth=1, linestyle="--")
-    axis.set_xlabel("true")
-    axis.set_ylabel("predicted")
-    axis.set_title(title, fontsize=9)
-    figure.tight_layout()
-    save_figure(out_png, figure, dpi=120)
-    plt.close(figure)
+def _lookup(frame: pd.DataFrame, task: str, method: str, metric: str) -> float | None:
+    hit = frame[(frame.task == task) & (frame.method == method) & (frame.metric == metric)]
+    return float(hit.value.iloc[0]) if len(hit) else None
+
+
+def _regression_runs(frame: pd.DataFrame) -> list[str]:
+    runs = [t for t in dict.fromkeys(frame.task) if ":" not in t]
+    return sorted(runs, key=lambda r: TASK_ORDER.index(get_task(r).name))
+
+
+def _trainable(runs: list[dict]) -> dict[tuple[str, str], int]:
+    return {(r.get("method", "tagllm"), r["task"]): r["trainable_parameters"] for r in runs
+            if "trainable_parameters" in r and "task" in r}
+
+
+def table_tasks(frame: pd.DataFrame, methods: list[str], runs: list[dict]) -> pd.DataFrame:
+    """Wide table: one row per method, per task our value and the paper's (Tables 2 and 3)."""
+    trainable = _trainable(runs)
+    rows = []
+    for method in methods:
+        if not (frame.method == method).any():
+            continue
+        row = {"method": method_label(method)}
+        counts = {trainable[(method, r)] for r in _regression_runs(frame) if (method, r) in trainable}
+        row["trainable"] = "/".join(str(c) for c in sorted(counts)) if counts else \
+            ("0" if method in ("nearest_neighbour", "train_mean", "direct_prompting") else "-")
+        for run in _regression_runs(frame):
+            metric = get_task(run).metric
+            row[f"{run} {metric} (ours)"] = _lookup(frame, run, method, metric)
+            row[f"{run} (paper)"] = paper_value(method, get_task(run).name)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def table_translation(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """Table 1: spBLEU per direction (BLEU when the flores101 model is absent), ours and paper's."""
+    translate = frame[frame.task.str.contains(":")]
+    has_spbleu = translate[translate.metric == "spbleu"].value.notna().any()
+    metric = "spbleu" if has_spbleu else "bleu"
+    runs = sorted({t.split(":")[0] for t in translate.task})
+    rows = []
+    for run in runs:
+        for direction in DIRECTIONS:
+            task = f"{run}:{direction}"
+            if not (translate.task == task).any():
+                continue
+            index = DIRECTIONS.index(direction)
+            rows.append({
+                "direction": direction.upper(), "setting": ZERO_SHOT.get(direction, "seen"),
+                f"Tag-LLM {metric} (ours)": _lookup(translate, task, "tagllm", metric),
+                f"direct prompting {metric} (ours)": _lookup(translate, task, "direct_prompting",
+                                                             metric),
+                "Tag-LLaMA spBLEU (paper)": TABLE1_PAPER["tagllm"][index],
+                "M2M spBLEU (paper)": TABLE1_PAPER["M2M"][index],
+                "GPT-3 spBLEU (paper)": TABLE1_PAPER["GPT-3"][index],
+            })
+    note = "" if has_spbleu else (
+        "spBLEU needs sacreBLEU's flores101 SentencePiece model, which was not present (offline): "
+        "our columns are BLEU (13a tokenizer) instead, so they are not directly comparable.")
+    return pd.DataFrame(rows), note
+
+
+def table_ablation(frame: pd.DataFrame, run: str, tag_length: int) -> pd.DataFrame:
+    """Table 4 and the tag-length sweep on one run (paper: DC, MAE)."""
+    metric = get_task(run).metric
+    rows = []
+    for method in TABLE4_METHODS:
+        value = _lookup(frame, run, method, metric)
+        if value is not None:
+            label = "full Tag-LLM" if method == "tagllm" else method_label(method)
+            rows.append({"variant": label, f"{metric} (ours)": value,
+                         f"{metric} (paper)": paper_value(method, get_task(run).name)})
+    for p, value in tag_length_curve(frame, run, tag_length):
+        rows.append({"variant": f"tag length p = {p}", f"{metric} (ours)": value,
+                     f"{metric} (paper)": 12.21 if p == 10 and get_task(run).name == "dc" else None})
+    return pd.DataFrame(rows)
+
+
+def tag_length_curve(frame: pd.DataFrame, run: str, tag_length: int) -> list[tuple[int, float]]:
+    """(p, metric) for every tag length run on `run`; the default length is Tag-LLM itself."""
+    metric = get_task(run).metric
+    points = []
+    for method in dict.fromkeys(frame[frame.task == run].method):
+        match = SWEEP_PATTERN.fullmatch(method)
+        if match:
+            points.append((int(match.group(1)), _lookup(frame, run, method, metric)))
+    if points:
+        full = _lookup(frame, run, "tagllm", metric)
+        if full is not None and tag_length not in [p for p, _ in points]:
+            points.append((tag_length, full))
+    return sorted(points)
+
+
+def llama7b_parameter_counts(tag_length: int = 10, hidden: int = 4096, layers: int = 32) -> dict:
+    """Trainable parameters of each method on LLaMA-7B's shape (one domain + one function tag):
+    tags p x d each, prompt tuning the same number of virtual tokens, LoRA (rank 8 on the query
+    and value projections, PEFT's default for LLaMA) r x (d_in + d_out) per matrix, head d."""
+    from tagllm.methods import LORA_RANK
+
+    tags = 2 * tag_length * hidden
+    lora = layers * 2 * LORA_RANK * (hidden + hidden)
+    return {"tagllm": tags + hidden, "prompt_tuning_head": tags + hidden,
+            "lora_head": lora + hidden, "linear_probe": hidden}
+
+
+def table_params(runs: list[dict], tag_length: int) -> pd.DataFrame:
+    """Table 6: trainable parameters in our runs (single-domain task), on LLaMA-7B's shape by the
+    same formulas, and the paper's."""
+    trainable = _trainable(runs)
+    hidden = next((r["hidden_size"] for r in runs if "hidden_size" in r), 4096)
+    formula_here = llama7b_parameter_counts(tag_length, hidden)
+    formula_7b = llama7b_parameter_counts(tag_length)
+    rows = []
+    for method, paper in TABLE6_PAPER.items():
+        counts = sorted({count for (m, task), count in trainable.items()
+                         if m == method and len(get_task(task).domain_tags) == 1})
+        rows.append({"method": method_label(method),
+                     "measured in our runs": "/".join(map(str, counts)) or "-",
+                     "formula, this model": formula_here[method] if method != "lora_head" else "-",
+                     "formula, LLaMA-7B": formula_7b[method],
+                     "paper (LLaMA-7B)": paper})
+    return pd.DataFrame(rows)
+
+
+def _write_table(out_dir: Path, name: str, title: str, setting: str, wide: pd.DataFrame,
+                 long: pd.DataFrame, note: str = "") -> None:
+    caption = f"**{title}.** {setting}" + (f" {note}" if note else "")
+    write_text(out_dir / f"{name}.md", f"{caption}\n\n{markdown_table(wide)}\n")
+    write_text(out_dir / f"{name}.csv", long.to_csv(index=False))
+
+
+def build_tables(metric_files: list[str | Path], run_files: list[str | Path],
+                 out_dir: str | Path, setting: str, tag_length: int = 10,
+                 ablation_run: str | None = None) -> pd.DataFrame:
+    """Write summary.{csv,md} and table1-4, table6 (.md, .csv) under `out_dir`."""
+    out_dir = Path(out_dir)
+    frame = long_rows(read_metrics(metric_files))
+    runs = read_metrics(run_files)
+    write_text(out_dir / "summary.csv", frame.to_csv(index=False))
+    write_text(out_dir / "summary.md", f"**Every number of this run.** {setting}\n\n"
+                                       f"{markdown_table(frame)}\n")
+    translation, note = table_translation(frame)
+    _write_table(out_dir, "table1_translation", "Table 1: translation (greedy decoding)", setting,
+                 translation, frame[frame.task.str.contains(":")], note)
+    for name, title, methods in (
+            ("table2_tasks", "Table 2: scientific tasks", TABLE2_METHODS),
+            ("table3_peft", "Table 3: PEFT baselines given Tag-LLM's help", TABLE3_METHODS)):
+        wide = table_tasks(frame, methods, runs)
+        long = frame[frame.method.isin(methods) & ~frame.task.str.contains(":")]
+        _write_table(out_dir, name, title, setting, wide, long)
+    ablation_run = ablation_run or _ablation_run(frame)
+    ablation = table_ablation(frame, ablation_run, tag_length) if ablation_run else pd.DataFrame()
+    long = frame[(frame.task == ablation_run) & (frame.method.isin(TABLE4_METHODS) |
+                                                 frame.method.str.fullmatch(SWEEP_PATTERN))]
+    _write_table(out_dir, "table4_ablation", f"Table 4: ablations on {ablation_run}", setting,
+                 ablation, long)
+    params = table_params(runs, tag_length)
+    _write_table(out_dir, "table6_params", "Table 6: trainable parameters", setting, params,
+                 params)
+    return frame
+
+
+def _ablation_run(frame: pd.DataFrame) -> str | None:
+    ablated = frame[frame.method.isin(TABLE4_METHODS[1:]) |
+                    frame.method.str.fullmatch(SWEEP_PATTERN)]
+    return str(ablated.task.iloc[0]) if len(ablated) else None

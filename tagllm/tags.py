@@ -113,7 +113,9 @@ class TagTable(nn.Module):
         return offsets
 
     def flat(self) -> torch.Tensor:
-        """All tags stacked row-wise in table order. (sum p, d)"""
+        """All tags stacked row-wise in table order. (sum p, d); (0, d) for an empty table."""
+        if not self.tags:
+            return torch.empty(0, self.base.hidden_size)
         return torch.cat(list(self.tags.values()), dim=0)
 
     def trainable_parameters(self) -> list[nn.Parameter]:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from tagllm.prompts import FIELD_PATTERN
 
 LANGUAGE_TAGS = ("EN", "FR", "RU", "DE", "IT", "EL", "ES", "PT")
+LANGUAGE_NAMES = {"en": "English", "fr": "French", "ru": "Russian", "de": "German", "it": "Italian",
+                  "el": "Greek", "es": "Spanish", "pt": "Portuguese"}
 
 
 @dataclass(frozen=True)

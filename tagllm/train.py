@@ -5,9 +5,10 @@ split the batches across processes."""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -19,14 +20,17 @@ from tagllm.atomic import write_json
 from tagllm.batching import length_grouped_batches
 from tagllm.heads import RegressionHead
 from tagllm.loop import TrainConfig, optimise, seed_everything
+from tagllm.methods import Method, format_label, get_method
 from tagllm.model import load_frozen_model, model_info
 from tagllm.objectives import PrefixStore, generation_loss, lm_loss, regression_hidden
 from tagllm.prompts import Encoded, PromptEncoder
-from tagllm.tags import TagTable
+from tagllm.tags import TagTable, read_tag_files
 from tagllm.tasks import get_domain_tag, get_task
 
 log = logging.getLogger("tagllm")
-__all__ = ["Base", "read_table", "train_domain_tag", "train_function_tag"]
+__all__ = ["Base", "encode_examples", "read_run_spec", "read_table", "train_domain_tag",
+           "train_function_tag"]
+RUN_SPEC = "run.json"
 
 
 @dataclass
@@ -37,11 +41,16 @@ class Base:
     tokenizer: object
     info: object
     char_level: bool = True  # protein and SMILES strings one character per token (paper)
+    # Gradient-free passes (cached prefixes, probe features, evaluation, decoding) under bf16
+    # autocast on CPUs too: several times faster where the CPU has bf16 matrix units (AMX,
+    # AVX512-BF16), while the backward pass, which is slow in bf16 there, stays in float32.
+    cpu_bf16_inference: bool = False
 
     @classmethod
-    def load(cls, model_dir: str | Path, dtype: str, device: str, char_level: bool = True) -> Base:
+    def load(cls, model_dir: str | Path, dtype: str, device: str, char_level: bool = True,
+             cpu_bf16_inference: bool = False) -> Base:
         model, tokenizer = load_frozen_model(model_dir, dtype=dtype, device=device)
-        return cls(model, tokenizer, model_info(model, model_dir), char_level)
+        return cls(model, tokenizer, model_info(model, model_dir), char_level, cpu_bf16_inference)
 
     @property
     def device(self) -> torch.device:
@@ -53,13 +62,19 @@ class Base:
     def encoder(self, tags: TagTable, char_fields: frozenset[str]) -> PromptEncoder:
         lengths = {name: tags.length(name) for name in tags.names}
         return PromptEncoder(self.tokenizer, lengths, tags.offsets(), char_fields,
-                             char_level=self.char_level)
+                             char_level=self.char_level, eos_id=self.tokenizer.eos_token_id)
 
     def autocast(self):
         """bf16 autocast on GPUs (the frozen weights may be fp32); nothing on CPUs."""
         if self.device.type == "cuda":
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return torch.autocast("cpu", enabled=False)
+
+    def inference_autocast(self):
+        """Autocast for passes without gradients (see `cpu_bf16_inference`)."""
+        if self.device.type == "cpu" and self.cpu_bf16_inference:
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return self.autocast()
 
 
 def read_table(path: str | Path, columns: list[str], max_rows: int = 0, seed: int = 0
@@ -123,6 +138,7 @@ def train_domain_tag(model_dir: str | Path, data_path: str | Path, column: str, 
     if distributed.is_main():
         tags.save(out_dir)
         metrics.update(stage=1, tag=tag, examples=len(examples), base_model=base.info.model_id,
+            hidden_size=base.info.hidden_size,
                        trainable_parameters=tags.num_trainable())
         write_json(Path(out_dir) / "metrics.json", metrics)
         checkpoint.remove(out_dir)
@@ -131,44 +147,103 @@ def train_domain_tag(model_dir: str | Path, data_path: str | Path, column: str, 
 
 
 # --------------------------------------------------------------------------- stages 2 and 3
+def check_labels(task, frame: pd.DataFrame, path: str | Path) -> None:
+    if task.kind == "regression" and frame[task.label].isna().any():
+        bad = frame.index[frame[task.label].isna()].tolist()[:5]
+        raise ValueError(f"{path}: NaN labels in rows {bad}")
+
+
+def load_domain_tags(tags: TagTable, folders: list[str | Path], needed: tuple[str, ...],
+                     tag_length: int | None) -> None:
+    """Add, frozen, each needed domain tag from the first folder that holds it (a stage-1 folder,
+    or a run folder whose enriched domain tags replace the stage-1 ones)."""
+    for folder in folders:
+        meta, _ = read_tag_files(Path(folder))
+        stored = [r["name"] for r in meta["tags"]]
+        wanted = [n for n in needed if n in stored and n not in tags.names]
+        if wanted:
+            tags.load(folder, trainable=False, names=wanted, expected_length=tag_length)
+    missing = [t for t in needed if t not in tags.names]
+    if missing:
+        raise ValueError(f"domain tag(s) {missing} not found in {[str(f) for f in folders]}")
+
+
+def encode_examples(method: Method, task, encoder: PromptEncoder, rows: list[dict],
+                    train: bool) -> list[Encoded]:
+    """Prompts of `rows` as `method` writes them. For training, the target is the translation, or
+    the label as text when the method decodes it; without a function tag a head reads the last
+    prompt position."""
+    examples = []
+    for row in rows:
+        target = None
+        if train and task.kind == "generation":
+            target = task.target(row)
+        elif train and not method.head:
+            target = " " + format_label(float(row[task.label]))
+        encoded = encoder.encode(method.prompt(task, row), row, target=target)
+        if not method.function_tag:
+            encoded = replace(encoded, readout=encoded.target_start - 1)
+        examples.append(encoded)
+    return examples
+
+
+def write_run_spec(out_dir: str | Path, method: Method, task_name: str, frame: pd.DataFrame,
+                   task, tag_length: int) -> None:
+    """run.json: what evaluation needs to rebuild the method (and the training-label mean, the
+    fallback when a decoded answer holds no number)."""
+    spec = {"format": "tagllm.run/1", "method": method.name, "task": task_name,
+            "tag_length": tag_length,
+            "function_tag_length": method.function_tag_length or tag_length}
+    if task.kind == "regression":
+        spec["label_mean"] = float(frame[task.label].mean())
+    write_json(Path(out_dir) / RUN_SPEC, spec)
+
+
+def read_run_spec(run_dir: str | Path) -> dict:
+    path = Path(run_dir) / RUN_SPEC
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: run description is missing (did training finish?)")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
 def train_function_tag(model_dir: str | Path, task_name: str, data_path: str | Path,
                        domain_tag_dirs: list[str | Path], out_dir: str | Path, tag_length: int,
                        config: TrainConfig, device: str = "cpu", dtype: str = "float32",
-                       char_level: bool = True, enrich_data: dict[str, str] | None = None) -> dict:
+                       char_level: bool = True, enrich_data: dict[str, str] | None = None,
+                       method_name: str = "tagllm", cpu_bf16_inference: bool = False) -> dict:
     """Learn a task's function tag (and regression head); domain tags frozen unless enriching.
 
-    `enrich_data` maps a domain tag to its stage-1 text, as `path` (a `text` column) or
-    `path:column`; with `config.enrich` those tags are updated too and their LM loss is added to
-    the task loss."""
+    `method_name` picks Tag-LLM or one of its ablations (see `tagllm.methods`). `enrich_data` maps
+    a domain tag to its stage-1 text, as `path` (a `text` column) or `path:column`; with
+    `config.enrich` those tags are updated too and their LM loss is added to the task loss."""
+    method = get_method(method_name)
+    if method.trainer != "tags":
+        raise ValueError(f"method {method.name} does not train tags (its trainer: {method.trainer})")
     distributed.setup()
     seed_everything(config.seed)
     task = get_task(task_name)
-    base = Base.load(model_dir, dtype, device, char_level)
+    base = Base.load(model_dir, dtype, device, char_level, cpu_bf16_inference)
     frame = read_table(data_path, task.columns(), config.max_examples, config.seed)
-    if task.kind == "regression" and frame[task.label].isna().any():
-        bad = frame.index[frame[task.label].isna()].tolist()[:5]
-        raise ValueError(f"{data_path}: NaN labels in rows {bad}")
+    check_labels(task, frame, data_path)
     tags = TagTable(base.info)
-    for folder in domain_tag_dirs:
-        tags.load(folder, trainable=False, expected_length=tag_length)
-    missing = [t for t in task.domain_tags if t not in tags.names]
-    if missing:
-        raise ValueError(f"task {task_name} needs domain tag(s) {missing}; got {tags.names}")
-    enriched = sorted(enrich_data or {}) if config.enrich else []
+    if method.uses_domain_tags:
+        load_domain_tags(tags, domain_tag_dirs, task.domain_tags, tag_length)
+    enriched = sorted(enrich_data or {}) if (config.enrich or method.enrich) else []
     for name in enriched:
         tags.set_trainable(name, True)
-    tags.add_new(task.function_tag, "function", task.stage, tag_length, base.embeddings(),
-                 run=f"stage{task.stage}/{task_name}")
+    if method.function_tag:
+        tags.add_new(task.function_tag, "function", task.stage,
+                     method.function_tag_length or tag_length, base.embeddings(),
+                     run=f"stage{task.stage}/{task_name}/{method.name}")
     tags.to(base.device)
     encoder = base.encoder(tags, task.char_fields)
-    rows = frame.to_dict("records")
-    examples = [encoder.encode(task.prompt(r), r, target=task.target(r)) for r in rows]
+    examples = encode_examples(method, task, encoder, frame.to_dict("records"), train=True)
     batches = length_grouped_batches([len(e) for e in examples], config.batch_size, None)
     store = PrefixStore(config.cache_budget_mb * 2**20) if config.cache_prefix else None
     head, targets = None, None
-    if task.kind == "regression":
+    if task.kind == "regression" and method.head:
         labels = torch.tensor(frame[task.label].to_numpy(), dtype=torch.float32)
-        head = _new_head(base, labels, config).to(base.device)
+        head = new_head(base, labels, config).to(base.device)
         targets = head.to_training_units(labels.to(base.device))
     enrich_batches = _enrichment(base, tags, enriched, enrich_data or {}, config)
 
@@ -193,16 +268,19 @@ def train_function_tag(model_dir: str | Path, task_name: str, data_path: str | P
     metrics = optimise(groups, named, len(batches), step_loss,
                        _batch_order(len(batches), config.seed), config, out_dir,
                        checkpoint.fingerprint(dict(
-                           task=task_name, data=str(data_path), n=len(examples), p=tag_length,
-                           model=base.info.model_id, config=config,
+                           task=task_name, method=method.name, data=str(data_path),
+                           n=len(examples), p=tag_length, model=base.info.model_id, config=config,
                            domain=[str(d) for d in domain_tag_dirs], enriched=enriched)))
     if distributed.is_main():
         tags.save(out_dir)
         if head is not None:
             head.save(out_dir, base.info, config.head_init)
+        write_run_spec(out_dir, method, task_name, frame, task, tag_length)
         metrics.update(
-            stage=task.stage, task=task_name, function_tag=task.function_tag,
+            stage=task.stage, task=task_name, method=method.name,
+            function_tag=task.function_tag if method.function_tag else None,
             examples=len(examples), base_model=base.info.model_id, enriched=enriched,
+            hidden_size=base.info.hidden_size,
             trainable_parameters=sum(p.numel() for g in groups for p in g["params"]),
             prefix_cache={"enabled": store is not None, "kept_bytes": store.used if store else 0,
                           "prefix_forwards": store.computed if store else 0},
@@ -233,7 +311,7 @@ def _enrichment(base: Base, tags: TagTable, enriched: list[str], data: dict[str,
     return batches_for
 
 
-def _new_head(base: Base, labels: torch.Tensor, config: TrainConfig) -> RegressionHead:
+def new_head(base: Base, labels: torch.Tensor, config: TrainConfig) -> RegressionHead:
     if config.standardize_labels:
         std = float(labels.std()) if len(labels) > 1 else 1.0
         head = RegressionHead(base.info.hidden_size, 1, float(labels.mean()), std or 1.0)

@@ -10,7 +10,8 @@ import torch
 from tagllm.cli import build_parser, main
 
 SUBCOMMANDS = ["prepare-model", "download", "prepare-dataset", "train-domain-tag", "train-function-tag",
-               "evaluate", "evaluate-train-mean", "summarize", "plot-predictions"]
+               "train-baseline", "evaluate", "evaluate-train-mean", "evaluate-nearest-neighbour",
+               "build-tables", "plot-figures", "plot-predictions"]
 
 
 @pytest.mark.parametrize("command", SUBCOMMANDS)

@@ -1,0 +1,168 @@
+"""Baselines of paper Tables 2-4 that do not train tags: PEFT adapters (LoRA, prompt tuning) with a
+regression head or decoding the label as text, the linear probe (the head alone, on frozen features
+computed once), and the nearest neighbour by `difflib.SequenceMatcher` (no model at all).
+
+Every trained baseline uses the same data, batches, optimiser loop, checkpoints and run files as
+Tag-LLM (`tagllm.train`), so differences in the tables come from the method only.
+"""
+
+from __future__ import annotations
+
+import time
+from difflib import SequenceMatcher
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from tagllm import checkpoint, distributed
+from tagllm.adapters import Adapter
+from tagllm.atomic import write_json
+from tagllm.batching import collate, length_grouped_batches
+from tagllm.forward import gather_positions, readout_index
+from tagllm.loop import TrainConfig, optimise, seed_everything
+from tagllm.methods import get_method
+from tagllm.objectives import regression_hidden, target_loss
+from tagllm.tags import TagTable
+from tagllm.tasks import get_task
+from tagllm.train import (
+    Base,
+    _batch_order,
+    check_labels,
+    encode_examples,
+    load_domain_tags,
+    new_head,
+    read_table,
+    write_run_spec,
+)
+
+
+def train_baseline(model_dir: str | Path, method_name: str, task_name: str,
+                   data_path: str | Path, out_dir: str | Path, tag_length: int,
+                   config: TrainConfig, device: str = "cpu", dtype: str = "float32",
+                   char_level: bool = True, domain_tag_dirs: list[str | Path] | None = None,
+                   cpu_bf16_inference: bool = False) -> dict:
+    """Train an adapter baseline or a linear probe; writes the run folder like Tag-LLM's."""
+    method = get_method(method_name)
+    if method.trainer not in ("adapter", "probe"):
+        raise ValueError(f"method {method.name} is not a baseline (trainer: {method.trainer})")
+    distributed.setup()
+    seed_everything(config.seed)
+    task = get_task(task_name)
+    if task.kind != "regression" and method.trainer == "probe":
+        raise ValueError(f"a linear probe needs a regression task, not {task_name}")
+    base = Base.load(model_dir, dtype, device, char_level, cpu_bf16_inference)
+    frame = read_table(data_path, task.columns(), config.max_examples, config.seed)
+    check_labels(task, frame, data_path)
+    tags = TagTable(base.info)
+    if method.uses_domain_tags:
+        load_domain_tags(tags, list(domain_tag_dirs or []), task.domain_tags, tag_length)
+    tags.to(base.device)
+    examples = encode_examples(method, task, base.encoder(tags, task.char_fields),
+                               frame.to_dict("records"), train=True)
+    batches = length_grouped_batches([len(e) for e in examples], config.batch_size, None)
+    head, targets = None, None
+    if task.kind == "regression" and method.head:
+        labels = torch.tensor(frame[task.label].to_numpy(), dtype=torch.float32)
+        head = new_head(base, labels, config).to(base.device)
+        targets = head.to_training_units(labels.to(base.device))
+    groups, named = [], {}
+    if head is not None:
+        groups.append({"params": list(head.parameters()), "lr": config.head_lr or config.lr})
+        named["head.weight"] = head.linear.weight
+    adapter = None
+    if method.trainer == "adapter":
+        adapter = Adapter.create(base.model, method.adapter, method.virtual_tokens(task, tag_length))
+        adapter.peft.train()  # LoRA dropout on; the base has no dropout of its own in use
+        trainable = adapter.named_trainable()
+        groups.insert(0, {"params": list(trainable.values())})
+        named.update({f"adapter.{k}": v for k, v in trainable.items()})
+        step_loss = _adapter_step(base, tags, adapter, examples, batches, head, targets, config)
+    else:
+        step_loss = _probe_step(base, tags, examples, batches, head, targets, config)
+    started = time.perf_counter()
+    metrics = optimise(groups, named, len(batches), step_loss,
+                       _batch_order(len(batches), config.seed), config, out_dir,
+                       checkpoint.fingerprint(dict(
+                           task=task_name, method=method.name, data=str(data_path),
+                           n=len(examples), p=tag_length, model=base.info.model_id, config=config)))
+    if distributed.is_main():
+        if adapter is not None:
+            adapter.peft.eval()
+            adapter.save(out_dir)
+        if tags.names:
+            tags.save(out_dir)
+        if head is not None:
+            head.save(out_dir, base.info, config.head_init)
+        write_run_spec(out_dir, method, task_name, frame, task, tag_length)
+        metrics.update(task=task_name, method=method.name, examples=len(examples),
+                       hidden_size=base.info.hidden_size,
+                       base_model=base.info.model_id,
+                       trainable_parameters=sum(p.numel() for g in groups for p in g["params"]),
+                       total_wall_s=time.perf_counter() - started)
+        write_json(Path(out_dir) / "metrics.json", metrics)
+        checkpoint.remove(out_dir)
+    distributed.teardown()
+    return metrics
+
+
+def _adapter_step(base, tags, adapter, examples, batches, head, targets, config):
+    """Loss of one batch through the adapted model: MSE via the head, or CE on the label text."""
+    pad = base.tokenizer.pad_token_id
+
+    def step_loss(_epoch: int, index: int) -> tuple[torch.Tensor, int]:
+        chosen = [examples[i] for i in batches[index]]
+        batch = collate(chosen, pad, "left" if head is not None else "right").to(base.device)
+        with base.autocast():
+            hidden = adapter.hidden(tags.flat(), batch)
+            if head is not None:
+                readout = gather_positions(hidden, readout_index(chosen, batch))
+                predictions = head(readout).squeeze(-1)
+                loss = F.mse_loss(predictions.float(), targets[batches[index]]) * config.loss_scale
+            else:
+                starts = torch.tensor([e.target_start for e in chosen], device=base.device)
+                loss = target_loss(base, hidden, batch, starts + batch.offsets)
+        return loss, sum(len(e) for e in chosen)
+
+    return step_loss
+
+
+def _probe_step(base, tags, examples, batches, head, targets, config):
+    """The linear probe: frozen features are computed once (one forward per example), then only
+    the head trains, for as many epochs as asked, at almost no cost."""
+    features: dict[int, torch.Tensor] = {}
+
+    def step_loss(_epoch: int, index: int) -> tuple[torch.Tensor, int]:
+        chosen = [examples[i] for i in batches[index]]
+        if index not in features:
+            with torch.no_grad(), base.inference_autocast():
+                features[index] = regression_hidden(base, tags, chosen, None, 0).float()
+        predictions = head(features[index]).squeeze(-1)
+        loss = F.mse_loss(predictions.float(), targets[batches[index]]) * config.loss_scale
+        return loss, sum(len(e) for e in chosen)
+
+    return step_loss
+
+
+# --------------------------------------------------------------------------- nearest neighbour
+def nearest_neighbour_labels(train_items: list[str], train_labels: list[float],
+                             queries: list[str]) -> list[float]:
+    """For each query, the label of the most similar training string by
+    `difflib.SequenceMatcher.ratio` (ties: the earlier training row). The cheap upper bounds
+    `real_quick_ratio` and `quick_ratio` skip candidates that cannot beat the best so far."""
+    if not train_items:
+        raise ValueError("nearest neighbour needs at least one training example")
+    predictions = []
+    for query in queries:
+        matcher = SequenceMatcher(None, autojunk=False)
+        matcher.set_seq2(query)
+        best, best_label = -1.0, train_labels[0]
+        for item, label in zip(train_items, train_labels, strict=True):
+            matcher.set_seq1(item)
+            if matcher.real_quick_ratio() <= best or matcher.quick_ratio() <= best:
+                continue
+            ratio = matcher.ratio()
+            if ratio > best:
+                best, best_label = ratio, label
+        predictions.append(float(best_label))
+    return predictions

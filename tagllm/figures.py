@@ -1,0 +1,99 @@
+"""Figures from saved files: predicted-vs-true scatters, the tag-length curve and the ablation bars
+(paper Figure 3), and training loss curves. No model is loaded."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from tagllm.atomic import save_figure
+from tagllm.report import TABLE4_METHODS, method_label, tag_length_curve
+from tagllm.tasks import get_task
+
+
+def plot_predictions(predictions: str | Path, out_png: str | Path, title: str) -> None:
+    """Scatter of predicted against true labels, with the identity line."""
+    frame = pd.read_parquet(predictions)
+    figure, axis = plt.subplots(figsize=(4.5, 4.5))
+    axis.scatter(frame["y"], frame["y_pred"], s=12, alpha=0.7)
+    low = float(min(frame["y"].min(), frame["y_pred"].min()))
+    high = float(max(frame["y"].max(), frame["y_pred"].max()))
+    axis.plot([low, high], [low, high], color="grey", linewidth=1, linestyle="--")
+    axis.set_xlabel("true")
+    axis.set_ylabel("predicted")
+    axis.set_title(title, fontsize=9)
+    figure.tight_layout()
+    save_figure(out_png, figure, dpi=120)
+    plt.close(figure)
+
+
+def plot_figures(summary_csv: str | Path, run_files: list[str | Path], ablation_run: str,
+                 out_dir: str | Path, setting: str, tag_length: int = 10) -> None:
+    """tag_length.png, ablation.png and loss_curves.png under `out_dir`."""
+    out_dir = Path(out_dir)
+    frame = pd.read_csv(summary_csv)
+    metric = get_task(ablation_run).metric
+    _tag_length(frame, ablation_run, metric, tag_length, setting, out_dir / "tag_length.png")
+    _ablation(frame, ablation_run, metric, setting, out_dir / "ablation.png")
+    _loss_curves([json.loads(Path(f).read_text()) for f in run_files], setting,
+                 out_dir / "loss_curves.png")
+
+
+def _tag_length(frame, run, metric, tag_length, setting, out_png) -> None:
+    points = tag_length_curve(frame, run, tag_length)
+    figure, axis = plt.subplots(figsize=(4.5, 3.5))
+    if points:
+        axis.plot([p for p, _ in points], [v for _, v in points], marker="o")
+        axis.set_xscale("log")
+        axis.set_xticks([p for p, _ in points], [str(p) for p, _ in points])
+    axis.set_xlabel("tag length p")
+    axis.set_ylabel(f"{run} test {metric.upper()}")
+    axis.set_title(f"Tag length ({setting})", fontsize=8)
+    figure.tight_layout()
+    save_figure(out_png, figure, dpi=120)
+    plt.close(figure)
+
+
+def _ablation(frame, run, metric, setting, out_png) -> None:
+    rows = frame[(frame.task == run) & (frame.metric == metric) &
+                 frame.method.isin(TABLE4_METHODS)]
+    rows = rows.set_index("method").reindex([m for m in TABLE4_METHODS if m in set(rows.method)])
+    figure, axis = plt.subplots(figsize=(6, 3.5))
+    labels = ["full" if m == "tagllm" else method_label(m) for m in rows.index]
+    axis.bar(range(len(rows)), rows["value"], label="ours")
+    paper = rows["paper_value"].astype(float)
+    if paper.notna().any():
+        axis.scatter(range(len(rows)), paper, color="black", marker="_", s=400, label="paper",
+                     zorder=3)
+    axis.set_xticks(range(len(rows)), labels, rotation=20, ha="right", fontsize=7)
+    axis.set_ylabel(f"{run} test {metric.upper()}")
+    axis.set_title(f"Ablations ({setting})", fontsize=8)
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    save_figure(out_png, figure, dpi=120)
+    plt.close(figure)
+
+
+def _loss_curves(runs: list[dict], setting: str, out_png) -> None:
+    figure, axis = plt.subplots(figsize=(6, 4))
+    for run in runs:
+        curve = run.get("loss_curve") or []
+        if curve:
+            name = f"{run.get('method', 'stage1')}/{run.get('task', run.get('tag', '?'))}"
+            axis.plot([c["step"] for c in curve], [c["loss"] for c in curve], label=name,
+                      linewidth=1)
+    axis.set_xlabel("optimiser step")
+    axis.set_ylabel("training loss")
+    axis.set_yscale("log")
+    axis.set_title(f"Training loss ({setting})", fontsize=8)
+    if axis.lines:
+        axis.legend(fontsize=5, ncol=2)
+    figure.tight_layout()
+    save_figure(out_png, figure, dpi=120)
+    plt.close(figure)

@@ -1,0 +1,156 @@
+"""Baselines and ablations on the tiny model: each method trains, saves, reloads and evaluates;
+prompts, trainable parameter counts, decoding and the nearest neighbour are checked exactly."""
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tagllm.baselines import nearest_neighbour_labels, train_baseline
+from tagllm.batching import collate, splice_tags
+from tagllm.evaluate import evaluate_nearest_neighbour, evaluate_run
+from tagllm.generate import greedy_decode
+from tagllm.loop import TrainConfig
+from tagllm.methods import LORA_RANK, get_method, parse_label
+from tagllm.tags import TagTable
+from tagllm.tasks import get_task
+from tagllm.train import train_domain_tag, train_function_tag
+
+FAST = {"epochs": 1, "lr": 1e-2, "batch_size": 4, "grad_accum": 1, "log_every": 1,
+        "checkpoint_every": 0, "max_examples": 8}
+P = 4
+
+
+@pytest.fixture(scope="module")
+def smiles_tag(tiny_model_dir, qed_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("s1") / "SMILES"
+    train_domain_tag(tiny_model_dir, qed_dir / "train.parquet", "smiles", "SMILES", out, P,
+                     TrainConfig(**FAST))
+    return out
+
+
+def test_prompts_of_each_domain_form():
+    task = get_task("qed")
+    row = {"smiles": "CCO"}
+    assert get_method("tagllm").prompt(task, row).endswith("<SMILES> {smiles}. \n# # Output: "
+                                                          "The quantitative estimate of druglikeness is <QED>")
+    plain = get_method("lora").prompt(task, row)
+    assert "<" not in plain and plain.endswith("druglikeness is")
+    text = get_method("lora_text").prompt(task, row)
+    assert "<SMILES> {smiles}" in text and "<QED>" not in text
+    assert get_method("no_domain_tags").prompt(task, row).endswith("is <QED>")
+    assert "<SMILES>" not in get_method("no_domain_tags").prompt(task, row)
+    assert get_method("tagllm_p5").function_tag_length == 5
+    assert get_method("prompt_tuning").virtual_tokens(get_task("ba"), 10) == 30
+    with pytest.raises(KeyError, match="unknown method"):
+        get_method("tagllm_p0")
+
+
+def test_parse_label():
+    assert parse_label(" 0.53.") == 0.53
+    assert parse_label("-12.5 units") == -12.5
+    assert parse_label("no number") is None
+
+
+def test_nearest_neighbour_by_hand():
+    train = ["CCCCCC", "c1ccccc1", "CCO"]
+    assert nearest_neighbour_labels(train, [1.0, 2.0, 3.0], ["CCCCC", "c1ccccc1O", "CO"]) == \
+        [1.0, 2.0, 3.0]
+    with pytest.raises(ValueError, match="at least one"):
+        nearest_neighbour_labels([], [], ["C"])
+
+
+def test_nearest_neighbour_needs_one_input_string(qed_dir, tmp_path):
+    metrics = evaluate_nearest_neighbour("qed", qed_dir / "train.parquet", qed_dir / "test.parquet",
+                                         tmp_path / "nn")
+    assert metrics["method"] == "nearest_neighbour" and metrics["n"] > 0
+    with pytest.raises(ValueError, match="one input string"):
+        evaluate_nearest_neighbour("dc", qed_dir / "train.parquet", qed_dir / "test.parquet",
+                                   tmp_path / "dc")
+
+
+@pytest.mark.parametrize("method", ["no_domain_tags", "no_head", "tagllm_p2"])
+def test_tag_ablations_train_and_evaluate(method, smiles_tag, tiny_model_dir, qed_dir, tmp_path):
+    run = tmp_path / "run"
+    metrics = train_function_tag(tiny_model_dir, "qed", qed_dir / "train.parquet", [smiles_tag],
+                                 run, P, TrainConfig(**FAST), method_name=method)
+    tags = load_file(str(run / "tags.safetensors"))
+    hidden = tags["QED"].shape[1]
+    p = 2 if method == "tagllm_p2" else P
+    assert tags["QED"].shape[0] == p
+    assert ("SMILES" in tags) == (method != "no_domain_tags")
+    head = 0 if method == "no_head" else hidden
+    assert metrics["trainable_parameters"] == p * hidden + head
+    result = evaluate_run(tiny_model_dir, run, "qed", qed_dir / "test.parquet", tmp_path / "eval",
+                          batch_size=3)
+    assert result["method"] == method and result["n"] == len(pd.read_parquet(qed_dir / "test.parquet"))
+    if method == "no_head":
+        assert 0 <= result["unparsed"] <= result["n"]
+
+
+def test_probe_trains_only_the_head(smiles_tag, tiny_model_dir, qed_dir, tmp_path):
+    run = tmp_path / "probe"
+    metrics = train_baseline(tiny_model_dir, "no_function_tags", "qed", qed_dir / "train.parquet",
+                             run, P, TrainConfig(**{**FAST, "epochs": 3}), domain_tag_dirs=[smiles_tag])
+    assert metrics["trainable_parameters"] == metrics["hidden_size"]
+    result = evaluate_run(tiny_model_dir, run, "qed", qed_dir / "test.parquet", tmp_path / "eval")
+    assert result["method"] == "no_function_tags"
+
+
+def _lora_count(model, rank):
+    total = 0
+    for name, module in model.named_modules():
+        if name.endswith(("q_proj", "v_proj")) and isinstance(module, torch.nn.Linear):
+            total += rank * (module.in_features + module.out_features)
+    return total
+
+
+@pytest.mark.parametrize("method", ["lora_head", "prompt_tuning", "lora_text"])
+def test_peft_baselines_train_and_evaluate(method, tiny_model_dir, tiny_base, qed_dir, tmp_path):
+    run = tmp_path / "run"
+    metrics = train_baseline(tiny_model_dir, method, "qed", qed_dir / "train.parquet", run, P,
+                             TrainConfig(**FAST))
+    hidden = tiny_base.info.hidden_size
+    spec = get_method(method)
+    expected = hidden if spec.head else 0
+    if spec.adapter == "lora":
+        expected += _lora_count(tiny_base.model, LORA_RANK)
+    else:
+        expected += spec.virtual_tokens(get_task("qed"), P) * hidden
+    assert metrics["trainable_parameters"] == expected
+    assert (run / "adapter" / "adapter_model.safetensors").is_file()
+    run_spec = json.loads((run / "run.json").read_text())
+    assert run_spec["method"] == method and "label_mean" in run_spec
+    result = evaluate_run(tiny_model_dir, run, "qed", qed_dir / "test.parquet", tmp_path / "eval",
+                          max_rows=5)
+    assert result["n"] == 5 and result["method"] == method
+
+
+def test_direct_prompting_needs_no_run(tiny_model_dir, qed_dir, tmp_path):
+    result = evaluate_run(tiny_model_dir, None, "qed", qed_dir / "test.parquet", tmp_path / "eval",
+                          method_name="direct_prompting", train_path=qed_dir / "train.parquet",
+                          max_rows=4)
+    assert result["method"] == "direct_prompting" and result["n"] == 4
+    frame = pd.read_parquet(tmp_path / "eval" / "predictions.parquet")
+    assert {"decoded", "parsed", "y_pred"} <= set(frame.columns)
+
+
+def test_batched_greedy_decoding_equals_one_at_a_time(tiny_base):
+    tokenizer = tiny_base.tokenizer
+    tags = TagTable(tiny_base.info)
+    encoder = tiny_base.encoder(tags, frozenset())
+    examples = [encoder.encode("# # Input: {x}", {"x": x}) for x in ("ab", "a much longer input", "c")]
+    model = tiny_base.model
+
+    def decode(chosen):
+        batch = collate(chosen, tokenizer.pad_token_id, "left")
+        embeds = splice_tags(model.get_input_embeddings(), tags.flat() if tags.names else
+                             torch.empty(0, tiny_base.info.hidden_size), batch.input_ids, batch.slots)
+        return greedy_decode(model, embeds, batch, 6, set(), tokenizer.pad_token_id)
+
+    together = decode(examples)
+    alone = [decode([e])[0] for e in examples]
+    assert together == alone
+    assert all(len(ids) == 6 for ids in together)
