@@ -16,7 +16,6 @@ import torch
 import torch.nn.functional as F
 
 from tagllm import checkpoint, distributed
-from tagllm.adapters import Adapter
 from tagllm.atomic import write_json
 from tagllm.batching import collate, length_grouped_batches
 from tagllm.forward import gather_positions, readout_index
@@ -72,6 +71,8 @@ def train_baseline(model_dir: str | Path, method_name: str, task_name: str,
         named["head.weight"] = head.linear.weight
     adapter = None
     if method.trainer == "adapter":
+        from tagllm.adapters import Adapter  # imports peft (seconds): only where it is used
+
         adapter = Adapter.create(base.model, method.adapter, method.virtual_tokens(task, tag_length))
         adapter.peft.train()  # LoRA dropout on; the base has no dropout of its own in use
         trainable = adapter.named_trainable()

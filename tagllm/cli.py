@@ -181,7 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("plot-figures", help="tag-length curve, ablation bars, loss curves")
     p.add_argument("--summary", required=True, help="results/tables/summary.csv")
     p.add_argument("--runs", nargs="*", default=[], help="training metrics.json files")
-    p.add_argument("--ablation-run", required=True, help="the run the ablations were made on")
+    p.add_argument("--ablation-run", default="", help="the run the ablations were made on")
+    p.add_argument("--tag-length", type=int, default=10, help="the default tag length p")
     p.add_argument("--out-dir", required=True)
     p.add_argument("--setting", default="")
 
@@ -254,7 +255,8 @@ def run(args: argparse.Namespace) -> None:
     elif args.command == "plot-figures":
         from tagllm.figures import plot_figures
 
-        plot_figures(args.summary, args.runs, args.ablation_run, args.out_dir, args.setting)
+        plot_figures(args.summary, args.runs, args.ablation_run, args.out_dir, args.setting,
+                     args.tag_length)
     elif args.command == "plot-predictions":
         from tagllm.figures import plot_predictions
 

@@ -14,7 +14,6 @@ import pandas as pd
 import torch
 
 from tagllm.atomic import write_json, write_parquet
-from tagllm.baselines import nearest_neighbour_labels
 from tagllm.batching import collate, length_grouped_batches, splice_tags
 from tagllm.forward import gather_positions, readout_index
 from tagllm.generate import decode_texts, greedy_decode, stop_token_ids
@@ -23,7 +22,7 @@ from tagllm.methods import Method, get_method, parse_label
 from tagllm.metrics import regression_metrics, translation_metrics
 from tagllm.objectives import regression_hidden
 from tagllm.tags import TAGS_META, TagTable
-from tagllm.tasks import LANGUAGE_NAMES, get_task
+from tagllm.tasks import LANGUAGE_NAMES, Task, get_task
 from tagllm.train import Base, encode_examples, read_run_spec, read_table
 
 # Direct prompting of translation: the base model told the languages in words, no tags.
@@ -39,14 +38,15 @@ class Predictor:
         self.base, self.method, self.tags, self.head, self.adapter = base, method, tags, head, adapter
 
     @classmethod
-    def from_run(cls, base: Base, run_dir: str | Path | None, method: Method) -> Predictor:
+    def from_run(cls, base: Base, run_dir: str | Path | None, method: Method, task: Task
+                 ) -> Predictor:
         tags = TagTable(base.info)
         head, adapter = None, None
         if run_dir is not None:
             run_dir = Path(run_dir)
             if (run_dir / TAGS_META).is_file():
                 tags.load(run_dir, trainable=False)
-            if method.head and method.trainer != "none":
+            if task.kind == "regression" and method.head and method.trainer != "none":
                 head = RegressionHead.load(run_dir, base.info).to(base.device)
             if method.adapter != "none":
                 from tagllm.adapters import Adapter
@@ -111,9 +111,11 @@ def evaluate_run(model_dir: str | Path, run_dir: str | Path | None, task_name: s
     method = get_method(method_name or spec.get("method", "tagllm"))
     task = get_task(task_name)
     base = Base.load(model_dir, dtype, device, char_level, cpu_bf16_inference)
-    predictor = Predictor.from_run(base, run_dir, method)
+    predictor = Predictor.from_run(base, run_dir, method, task)
     frame = read_table(test_path, task.columns())
-    if max_rows:
+    if max_rows and task.kind == "generation":  # per translation direction
+        frame = frame.groupby(["src_lang", "tgt_lang"], sort=False).head(max_rows)
+    elif max_rows:
         frame = frame.head(max_rows)
     rows = frame.to_dict("records")
     run = name or task_name
@@ -171,6 +173,8 @@ def evaluate_nearest_neighbour(task_name: str, train_path: str | Path, test_path
     frame = read_table(test_path, [column, task.label])
     if max_rows:
         frame = frame.head(max_rows)
+    from tagllm.baselines import nearest_neighbour_labels  # no model needed: skip its imports
+
     predicted = nearest_neighbour_labels(train[column].astype(str).tolist(),
                                          train[task.label].astype(float).tolist(),
                                          frame[column].astype(str).tolist())

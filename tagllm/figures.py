@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from tagllm.atomic import save_figure
-from tagllm.report import TABLE4_METHODS, method_label, tag_length_curve
+from tagllm.report import TABLE4_METHODS, full_method, method_label, tag_length_curve
 from tagllm.tasks import get_task
 
 
@@ -38,9 +38,17 @@ def plot_figures(summary_csv: str | Path, run_files: list[str | Path], ablation_
     """tag_length.png, ablation.png and loss_curves.png under `out_dir`."""
     out_dir = Path(out_dir)
     frame = pd.read_csv(summary_csv)
-    metric = get_task(ablation_run).metric
-    _tag_length(frame, ablation_run, metric, tag_length, setting, out_dir / "tag_length.png")
-    _ablation(frame, ablation_run, metric, setting, out_dir / "ablation.png")
+    if ablation_run:
+        metric = get_task(ablation_run).metric
+        _tag_length(frame, ablation_run, metric, tag_length, setting, out_dir / "tag_length.png")
+        _ablation(frame, ablation_run, metric, tag_length, setting, out_dir / "ablation.png")
+    else:  # an empty, titled figure: this configuration has no `ablations:` section
+        for name in ("tag_length", "ablation"):
+            figure, axis = plt.subplots(figsize=(4.5, 3))
+            axis.set_axis_off()
+            axis.set_title(f"no ablations configured ({setting})", fontsize=7)
+            save_figure(out_dir / f"{name}.png", figure, dpi=120)
+            plt.close(figure)
     _loss_curves([json.loads(Path(f).read_text()) for f in run_files], setting,
                  out_dir / "loss_curves.png")
 
@@ -60,12 +68,16 @@ def _tag_length(frame, run, metric, tag_length, setting, out_png) -> None:
     plt.close(figure)
 
 
-def _ablation(frame, run, metric, setting, out_png) -> None:
-    rows = frame[(frame.task == run) & (frame.metric == metric) &
-                 frame.method.isin(TABLE4_METHODS)]
-    rows = rows.set_index("method").reindex([m for m in TABLE4_METHODS if m in set(rows.method)])
+def _ablation(frame, run, metric, tag_length, setting, out_png) -> None:
+    full = full_method(frame, run, tag_length)
+    methods = [full if m == "tagllm" else m for m in TABLE4_METHODS]
+    rows = frame[(frame.task == run) & (frame.metric == metric) & frame.method.isin(methods)]
+    rows = rows.set_index("method").reindex([m for m in methods if m in set(rows.method)])
+    if full in rows.index:
+        rows.loc[full, "paper_value"] = frame[(frame.task == run) & (frame.metric == metric) &
+                                              (frame.method == "tagllm")].paper_value.max()
     figure, axis = plt.subplots(figsize=(6, 3.5))
-    labels = ["full" if m == "tagllm" else method_label(m) for m in rows.index]
+    labels = ["full" if m == full else method_label(m) for m in rows.index]
     axis.bar(range(len(rows)), rows["value"], label="ours")
     paper = rows["paper_value"].astype(float)
     if paper.notna().any():

@@ -18,13 +18,27 @@ from pathlib import Path
 import numpy as np
 import torch
 from tqdm import tqdm
-from transformers import get_cosine_schedule_with_warmup
 
 from tagllm import __version__, checkpoint, distributed
 from tagllm.train_config import TrainConfig
 
 log = logging.getLogger("tagllm")
 __all__ = ["TrainConfig", "optimise", "peak_rss_mb", "seed_everything", "versions"]
+
+
+def cosine_with_warmup(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int
+                       ) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up, then cosine decay to zero: the schedule of `transformers`'
+    `get_cosine_schedule_with_warmup`, written here because importing `transformers.optimization`
+    pulls in its trainer utilities and `peft` (about 4 s in every job)."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return step / max(1, warmup_steps)
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def seed_everything(seed: int) -> None:
@@ -61,7 +75,7 @@ def optimise(groups: list[dict], named: dict[str, torch.Tensor], n_batches: int,
     steps_per_epoch = math.ceil(per_rank / config.grad_accum)
     total_steps = steps_per_epoch * config.epochs
     optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = get_cosine_schedule_with_warmup(
+    scheduler = cosine_with_warmup(
         optimizer, math.ceil(config.warmup_ratio * total_steps), total_steps)
     curve: list[dict] = []
     step = tokens = start_epoch = start_position = 0

@@ -169,16 +169,27 @@ def table_translation(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     return pd.DataFrame(rows), note
 
 
+def full_method(frame: pd.DataFrame, run: str, tag_length: int) -> str:
+    """The "full Tag-LLM" of the ablations: the sweep's own run at the default tag length when the
+    ablations have their own budget (it exists then), else Tag-LLM's run."""
+    own = f"tagllm_p{tag_length}"
+    return own if ((frame.task == run) & (frame.method == own)).any() else "tagllm"
+
+
 def table_ablation(frame: pd.DataFrame, run: str, tag_length: int) -> pd.DataFrame:
     """Table 4 and the tag-length sweep on one run (paper: DC, MAE)."""
     metric = get_task(run).metric
     rows = []
     for method in TABLE4_METHODS:
+        if method == "tagllm":
+            method = full_method(frame, run, tag_length)
         value = _lookup(frame, run, method, metric)
         if value is not None:
-            label = "full Tag-LLM" if method == "tagllm" else method_label(method)
-            rows.append({"variant": label, f"{metric} (ours)": value,
-                         f"{metric} (paper)": paper_value(method, get_task(run).name)})
+            full = SWEEP_PATTERN.fullmatch(method) or method == "tagllm"
+            rows.append({"variant": "full Tag-LLM" if full else method_label(method),
+                         f"{metric} (ours)": value,
+                         f"{metric} (paper)": paper_value("tagllm" if full else method,
+                                                          get_task(run).name)})
     for p, value in tag_length_curve(frame, run, tag_length):
         rows.append({"variant": f"tag length p = {p}", f"{metric} (ours)": value,
                      f"{metric} (paper)": 12.21 if p == 10 and get_task(run).name == "dc" else None})
@@ -194,7 +205,7 @@ def tag_length_curve(frame: pd.DataFrame, run: str, tag_length: int) -> list[tup
         if match:
             points.append((int(match.group(1)), _lookup(frame, run, method, metric)))
     if points:
-        full = _lookup(frame, run, "tagllm", metric)
+        full = _lookup(frame, run, full_method(frame, run, tag_length), metric)
         if full is not None and tag_length not in [p for p, _ in points]:
             points.append((tag_length, full))
     return sorted(points)
@@ -213,15 +224,18 @@ def llama7b_parameter_counts(tag_length: int = 10, hidden: int = 4096, layers: i
 
 
 def table_params(runs: list[dict], tag_length: int) -> pd.DataFrame:
-    """Table 6: trainable parameters in our runs (single-domain task), on LLaMA-7B's shape by the
-    same formulas, and the paper's."""
+    """Table 6: trainable parameters in our runs (single-domain task; for Tag-LLM the run's
+    function tag and head plus the stage-1 domain tag), on LLaMA-7B's shape by the same formulas,
+    and the paper's."""
     trainable = _trainable(runs)
     hidden = next((r["hidden_size"] for r in runs if "hidden_size" in r), 4096)
     formula_here = llama7b_parameter_counts(tag_length, hidden)
     formula_7b = llama7b_parameter_counts(tag_length)
     rows = []
     for method, paper in TABLE6_PAPER.items():
-        counts = sorted({count for (m, task), count in trainable.items()
+        # A Tag-LLM run trains its function tag and head; its domain tag was trained in stage 1.
+        stage1 = tag_length * hidden if method == "tagllm" else 0
+        counts = sorted({count + stage1 for (m, task), count in trainable.items()
                          if m == method and len(get_task(task).domain_tags) == 1})
         rows.append({"method": method_label(method),
                      "measured in our runs": "/".join(map(str, counts)) or "-",

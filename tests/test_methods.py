@@ -34,8 +34,9 @@ def smiles_tag(tiny_model_dir, qed_dir, tmp_path_factory):
 def test_prompts_of_each_domain_form():
     task = get_task("qed")
     row = {"smiles": "CCO"}
-    assert get_method("tagllm").prompt(task, row).endswith("<SMILES> {smiles}. \n# # Output: "
-                                                          "The quantitative estimate of druglikeness is <QED>")
+    full = get_method("tagllm").prompt(task, row)
+    assert full.endswith("<SMILES> {smiles}. \n# # Output: The quantitative estimate of druglikeness "
+                         "is <QED>")
     plain = get_method("lora").prompt(task, row)
     assert "<" not in plain and plain.endswith("druglikeness is")
     text = get_method("lora_text").prompt(task, row)

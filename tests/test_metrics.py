@@ -27,3 +27,40 @@ def test_bad_inputs():
         regression_metrics([1.0, float("nan")], [1.0, 2.0])
     with pytest.raises(ValueError, match="equal length"):
         regression_metrics([1.0], [1.0, 2.0])
+
+
+def test_translation_scores_by_hand_and_the_spbleu_fallback(monkeypatch, tmp_path):
+    from sacrebleu.tokenizers import tokenizer_spm
+
+    from tagllm.metrics import translation_metrics
+
+    monkeypatch.setattr(tokenizer_spm, "SACREBLEU_DIR", str(tmp_path))  # no flores101 model here
+    same = translation_metrics(["the cat sat on the mat"], ["the cat sat on the mat"])
+    assert same["bleu"] == pytest.approx(100.0) and same["chrf"] == pytest.approx(100.0)
+    assert math.isnan(same["spbleu"]) and "not found" in same["spbleu_note"]
+    assert "tok:13a" in same["bleu_signature"]
+    # Every word matches, no bigram does. sacreBLEU's default "exp" smoothing gives the n-grams
+    # without a match 1/(2^k * count): precisions 6/6, 1/(2*5), 1/(4*4), 1/(8*3); no length penalty.
+    apart = translation_metrics(["mat the on sat cat the"], ["the cat sat on the mat"])
+    by_hand = 100 * (1.0 * (1 / 10) * (1 / 16) * (1 / 24)) ** 0.25
+    assert apart["bleu"] == pytest.approx(by_hand) and 0 < apart["chrf"] < 100
+    with pytest.raises(ValueError, match="hypotheses"):
+        translation_metrics(["a"], ["a", "b"])
+
+
+def test_spbleu_with_a_sentencepiece_model_in_place(monkeypatch, tmp_path):
+    import sentencepiece as spm
+    from sacrebleu.tokenizers import tokenizer_spm
+
+    from tagllm.metrics import spbleu_model_path, translation_metrics
+
+    monkeypatch.setattr(tokenizer_spm, "SACREBLEU_DIR", str(tmp_path))
+    model = spbleu_model_path()
+    model.parent.mkdir(parents=True)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(f"the cat {i} sat on the mat number {i}" for i in range(200)))
+    spm.SentencePieceTrainer.train(input=str(corpus), model_prefix=str(model.with_suffix("")),
+                                   vocab_size=40, model_type="unigram")
+    assert model.is_file()  # the trainer wrote <prefix>.model, the name sacreBLEU looks for
+    scores = translation_metrics(["the cat sat on the mat"], ["the cat sat on the mat"])
+    assert scores["spbleu"] == pytest.approx(100.0) and "tok:flores101" in scores["spbleu_signature"]

@@ -119,3 +119,21 @@ def _info(model_dir):
 
     model, _ = load_frozen_model(model_dir)
     return model_info(model, model_dir)
+
+
+def test_cosine_schedule_matches_transformers():
+    from transformers import get_cosine_schedule_with_warmup
+
+    from tagllm.loop import cosine_with_warmup
+
+    def rates(make):
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        scheduler = make(optimizer, 3, 20)
+        values = []
+        for _ in range(22):
+            values.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            scheduler.step()
+        return values
+
+    assert rates(cosine_with_warmup) == pytest.approx(rates(get_cosine_schedule_with_warmup))

@@ -32,7 +32,8 @@ def test_dry_run_lists_every_stage():
     result = snakemake("-n", "-F", "--quiet", "rules")
     assert result.returncode == 0, result.stderr
     for rule in ("prepare_model", "prepare_dataset", "train_domain_tag", "train_function_tag",
-                 "evaluate_run", "evaluate_train_mean", "build_tables", "plot_predictions"):
+                 "train_baseline", "evaluate_run", "evaluate_direct", "evaluate_model_free",
+                 "build_tables", "plot_figures", "plot_predictions"):
         assert rule in result.stdout
 
 
@@ -64,9 +65,7 @@ def test_tiny_end_to_end_run(tmp_path):
     (tmp_path / "tests/data").mkdir(parents=True)
     for name in ("tiny.yaml", "molecules.smi"):
         shutil.copy(ROOT / "tests/data" / name, tmp_path / "tests/data" / name)
-    # One thread per job, so that the many small jobs of the tiny run share the two cores.
-    result = snakemake("--cores", "2", "--configfile", "tests/data/tiny.yaml", "--set-threads",
-                       "train_domain_tag=1", "train_function_tag=1", "evaluate_run=1", cwd=tmp_path)
+    result = snakemake("--cores", "2", "--configfile", "tests/data/tiny.yaml", cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
     results = tmp_path / "results"
@@ -81,16 +80,31 @@ def test_tiny_end_to_end_run(tmp_path):
                  "runs/tagllm/translate/seed0/tags.safetensors",
                  "runs/tagllm/ba_synthetic/seed0/head.safetensors",
                  "eval/tagllm/qed/seed0/predictions.parquet", "tables/summary.md",
-                 "figures/qed_predictions.png", "figures/dc_synthetic_predictions.png"):
+                 "runs/lora/qed/seed0/adapter/adapter_model.safetensors",
+                 "runs/tagllm_p2/dc_synthetic/seed0/tags.safetensors",
+                 "eval/tagllm/translate/seed0/predictions.parquet",
+                 "eval/direct_prompting/translate/metrics.json",
+                 "eval/nearest_neighbour/qed/predictions.parquet",
+                 "figures/qed_predictions.png", "figures/dc_synthetic_predictions.png",
+                 *(f"figures/{name}.png" for name in ("tag_length", "ablation", "loss_curves")),
+                 *(f"tables/{name}.{ext}" for name in ("table1_translation", "table2_tasks",
+                                                       "table3_peft", "table4_ablation",
+                                                       "table6_params") for ext in ("md", "csv"))):
         assert (results / path).is_file(), path
     metrics = json.loads((results / "eval/tagllm/qed/seed0/metrics.json").read_text())
     assert {"mse", "mae", "pearson", "spearman", "n"} <= set(metrics)
     summary = pd.read_csv(results / "tables/summary.csv")
     assert list(summary.columns) == ["task", "method", "metric", "value", "paper_value"]
-    assert set(summary["method"]) == {"tagllm", "train_mean"}
-    assert set(summary["task"]) == {"qed", "descriptor", "dc_synthetic", "ba_synthetic"}
-    headline = summary[(summary.method == "tagllm") & (summary.task == "qed")]
+    assert {"tagllm", "train_mean", "lora", "prompt_tuning_head", "nearest_neighbour",
+            "direct_prompting", "no_function_tags", "enriched", "tagllm_p2"} == set(summary["method"])
+    assert {"qed", "descriptor", "dc_synthetic", "ba_synthetic", "translate:en-fr",
+            "translate:es-pt"} <= set(summary["task"])
+    headline = summary[(summary.method == "tagllm") & (summary.task == "qed") &
+                       (summary.metric == "mse")]
     assert headline["paper_value"].tolist() == [0.008]
+    for table in ("table2_tasks", "table3_peft", "table4_ablation", "table1_translation"):
+        text = (results / f"tables/{table}.md").read_text()
+        assert "(paper)" in text and "tiny_random" in text, table
     train = json.loads((results / "runs/tagllm/ba_synthetic/seed0/metrics.json").read_text())
     assert train["versions"]["tagllm"] and train["loss_curve"] and train["stage"] == 3
     tags = json.loads((results / "runs/tagllm/ba_synthetic/seed0/tags.json").read_text())

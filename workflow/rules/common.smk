@@ -5,6 +5,7 @@ from snakemake.utils import validate
 
 from tagllm.cli import dataset_cli_flags, to_cli_flags
 from tagllm.data.prepare import required_downloads
+from tagllm.methods import get_method
 from tagllm.tasks import get_task
 
 # A dataset or run set to null in an overlay (e.g. the embedded synthetic sets in
@@ -33,11 +34,59 @@ RUNS = {
 REGRESSION_RUNS = [
     n for n, r in RUNS.items() if get_task(r["task"]).kind == "regression"
 ]
+GENERATION_RUNS = [n for n in RUNS if n not in REGRESSION_RUNS]
 SEEDS = config.get("seeds", [0])
+BASELINES = config.get("baselines") or {}
+ABLATIONS = config.get("ablations") or {}
+RESOURCES = config.get("resources") or {}
+# Conda environment of the rules that run the model (`--sdm conda`): PyPI's CUDA build of torch on
+# GPU runs, the CPU build otherwise.
+MODEL_ENV = (
+    "../../envs/tagllm-cuda.yaml"
+    if str(config.get("device", "cpu")).startswith("cuda")
+    else "../../envs/tagllm.yaml"
+)
+
+
+def method_jobs():
+    """Every trained (method, run) pair -> its train settings: Tag-LLM on every run, the
+    baselines on baselines.runs, the ablations and the tag-length sweep on ablations.run.
+    """
+    jobs = {("tagllm", run): RUNS[run].get("train", {}) for run in RUNS}
+
+    def add(method, run, overrides):
+        if run not in RUNS:
+            raise ValueError(f"{method}: run {run!r} is not a key of stage2/stage3")
+        jobs[(method, run)] = {**RUNS[run].get("train", {}), **(overrides or {})}
+
+    for run in BASELINES.get("runs", []):
+        for method in BASELINES.get("methods", []):
+            add(method, run, BASELINES.get("train"))
+    run = ABLATIONS.get("run")
+    for method in ABLATIONS.get("methods", []) if run else []:
+        add(method, run, ABLATIONS.get("train"))
+        if get_method(method).enriched_tags_from:
+            add(
+                get_method(method).enriched_tags_from,
+                ABLATIONS["enrich_run"],
+                ABLATIONS.get("train"),
+            )
+    for length in ABLATIONS.get("tag_lengths", []) if run else []:
+        # With its own (smaller) budget the sweep needs its own run at the default length too;
+        # otherwise Tag-LLM's run is that point.
+        if length != config["tag_length"] or ABLATIONS.get("train"):
+            add(f"tagllm_p{length}", run, ABLATIONS.get("train"))
+    return jobs
+
+
+JOBS = method_jobs()
+TAG_METHODS = sorted({m for m, _ in JOBS if get_method(m).trainer == "tags"})
+BASELINE_METHODS = sorted({m for m, _ in JOBS if get_method(m).trainer != "tags"})
 
 
 wildcard_constraints:
     model="|".join([MODEL]),
+    method="[a-z0-9_]+",
     tag="|".join(DOMAIN_TAGS) or "NONE",
     run="|".join(RUNS) or "NONE",
     dataset="|".join(DATASETS) or "NONE",
@@ -100,7 +149,7 @@ def get_stage1_flags(wildcards):
 
 
 def get_run_flags(wildcards):
-    return train_flags(RUNS[wildcards.run].get("train", {}), wildcards.seed)
+    return train_flags(JOBS[(wildcards.method, wildcards.run)], wildcards.seed)
 
 
 def get_run_task(wildcards):
@@ -116,21 +165,35 @@ def get_run_test(wildcards):
 
 
 def get_run_domain_tags(wildcards):
-    """tags.json of every stage-1 tag that a run's prompts use (same seed)."""
-    return [
+    """tags.json of every domain tag that a method's prompts use (same seed): the stage-1 tags,
+    after the enriched ones of another run when the method takes those."""
+    method = get_method(wildcards.method)
+    if not method.uses_domain_tags:
+        return []
+    files = [
         f"results/tags/stage1/{tag}/seed{wildcards.seed}/tags.json"
         for tag in get_task(RUNS[wildcards.run]["task"]).domain_tags
     ]
+    if method.enriched_tags_from:
+        source = f"results/runs/{method.enriched_tags_from}/{ABLATIONS['enrich_run']}"
+        files.insert(0, f"{source}/seed{wildcards.seed}/tags.json")
+    return files
 
 
 def get_run_domain_tag_dirs(wildcards):
     return " ".join(str(Path(f).parent) for f in get_run_domain_tags(wildcards))
 
 
+def get_domain_tags_flag(wildcards):
+    dirs = get_run_domain_tag_dirs(wildcards)
+    return f"--domain-tags {dirs}" if dirs else ""
+
+
 def get_run_enrich_data(wildcards):
     """--enrich-data TAG=PATH:COLUMN for each domain tag of a run that enriches them."""
     run = RUNS[wildcards.run]
-    if not run.get("train", {}).get("enrich", False):
+    settings = JOBS[(wildcards.method, wildcards.run)]
+    if not (settings.get("enrich", False) or get_method(wildcards.method).enrich):
         return ""
     pairs = [
         f"{tag}={domain_tag_data(tag)}:{config['stage1'][tag]['column']}"
@@ -140,29 +203,96 @@ def get_run_enrich_data(wildcards):
     return "--enrich-data " + " ".join(pairs)
 
 
+def get_bf16_inference_flag(wildcards=None):
+    on = lookup(dpath="evaluate/cpu_bf16_inference", within=config, default=False)
+    return "--cpu-bf16-inference" if on else "--no-cpu-bf16-inference"
+
+
 def get_char_level_flag(wildcards=None):
     return "--char-level" if config.get("char_level", True) else "--no-char-level"
 
 
-def get_eval_metrics(wildcards=None):
-    """Metrics files that go into the summary table (every regression run, every seed)."""
-    return [
-        *expand(
-            "results/eval/tagllm/{run}/seed{seed}/metrics.json",
-            run=REGRESSION_RUNS,
-            seed=SEEDS,
-        ),
-        *expand("results/eval/train_mean/{run}/metrics.json", run=REGRESSION_RUNS),
+def get_launcher(wildcards, resources):
+    """How a training job starts: on distinct GPUs of this machine (tagllm.gpu_slots; a no-op
+    under SLURM), and under torchrun when it has more than one."""
+    gpus = int(resources.gpu)
+    if gpus == 0:
+        return "python -m tagllm"
+    slots = f"python -m tagllm.gpu_slots --gpus {gpus} --"
+    if gpus == 1:
+        return f"{slots} python -m tagllm"
+    return f"{slots} torchrun --standalone --nproc_per_node={gpus} -m tagllm"
+
+
+def get_model_free_command(wildcards):
+    return f"evaluate-{wildcards.method.replace('_', '-')}"
+
+
+def get_eval_launcher(wildcards, resources):
+    gpus = int(resources.gpu)
+    return (
+        f"python -m tagllm.gpu_slots --gpus {gpus} -- python -m tagllm"
+        if gpus
+        else "python -m tagllm"
+    )
+
+
+def model_free_jobs():
+    """(method, run) scored without a model: the training mean on every regression run, the
+    nearest neighbour on the runs listed for it."""
+    jobs = [("train_mean", run) for run in REGRESSION_RUNS]
+    return jobs + [
+        ("nearest_neighbour", run) for run in BASELINES.get("nearest_neighbour", [])
     ]
+
+
+def get_eval_metrics(wildcards=None):
+    """Every evaluation metrics file that goes into the tables."""
+    trained = [
+        f"results/eval/{method}/{run}/seed{seed}/metrics.json"
+        for method, run in JOBS
+        for seed in SEEDS
+        if method != "tagllm_enrich"
+    ]
+    untrained = [
+        f"results/eval/{method}/{run}/metrics.json"
+        for method, run in model_free_jobs()
+        + [("direct_prompting", r) for r in BASELINES.get("direct_prompting", [])]
+    ]
+    return trained + untrained
+
+
+def get_run_metrics(wildcards=None):
+    """Training metrics of every trained run (loss curves, trainable parameters)."""
+    return [
+        f"results/runs/{method}/{run}/seed{seed}/metrics.json"
+        for method, run in JOBS
+        for seed in SEEDS
+    ]
+
+
+# One line that names the base model and data of this run, in every table caption and figure title.
+SETTING = (
+    f"Base model {MODEL} ({config['model'].get('hub_id') or config['model']['source']}); data "
+    f"{', '.join(sorted(DATASETS))} (see results/data/*/report.json; *_synthetic = synthetic "
+    f"scores); seeds {SEEDS}; test rows per split "
+    f"{lookup(dpath='evaluate/max_test_rows', within=config, default=0) or 'all'}."
+)
+TABLES = [
+    "summary",
+    "table1_translation",
+    "table2_tasks",
+    "table3_peft",
+    "table4_ablation",
+    "table6_params",
+]
+FIGURES = ["tag_length", "ablation", "loss_curves"]
 
 
 def get_final_outputs():
     return [
         *expand("results/data/{dataset}/report.json", dataset=DATASETS),
-        *expand(
-            "results/runs/tagllm/{run}/seed{seed}/metrics.json", run=RUNS, seed=SEEDS
-        ),
-        "results/tables/summary.csv",
-        "results/tables/summary.md",
+        *expand("results/tables/{table}.{ext}", table=TABLES, ext=["csv", "md"]),
+        *expand("results/figures/{figure}.png", figure=FIGURES),
         *expand("results/figures/{run}_predictions.png", run=REGRESSION_RUNS),
     ]

@@ -1,50 +1,107 @@
-# Evaluation on the test splits: the trained runs and the training-mean predictor.
+# Evaluation on the test splits: every trained run, direct prompting of the base model, and the
+# predictors that need no model (training mean, nearest neighbour).
 
 
 rule evaluate_run:
     input:
         model=get_model_dir(),
-        run=rules.train_function_tag.output.meta,
+        run="results/runs/{method}/{run}/seed{seed}/run.json",
         test=get_run_test,
     output:
-        predictions="results/eval/tagllm/{run}/seed{seed}/predictions.parquet",
-        metrics="results/eval/tagllm/{run}/seed{seed}/metrics.json",
+        predictions="results/eval/{method}/{run}/seed{seed}/predictions.parquet",
+        metrics="results/eval/{method}/{run}/seed{seed}/metrics.json",
     log:
-        "logs/evaluate_run/{run}_seed{seed}.log",
+        "logs/evaluate_run/{method}_{run}_seed{seed}.log",
     benchmark:
-        "benchmarks/evaluate_run/{run}_seed{seed}.tsv"
+        "benchmarks/evaluate_run/{method}_{run}_seed{seed}.tsv"
     conda:
-        "../../envs/tagllm.yaml"
-    threads: 2
+        MODEL_ENV
+    threads: lookup(dpath="threads", within=config, default=2)
+    resources:
+        gpu=lookup(dpath="resources/eval_gpu", within=config, default=0),
+        mem_mb=lookup(dpath="resources/mem_mb", within=config, default=8000),
+        runtime=lookup(dpath="resources/runtime", within=config, default=120),
     params:
+        launch=get_eval_launcher,
         task=get_run_task,
         device=lookup(dpath="device", within=config),
         dtype=lookup(dpath="model/dtype", within=config, default="float32"),
         char_level=get_char_level_flag,
+        bf16_inference=get_bf16_inference_flag,
         batch_size=lookup(dpath="evaluate/batch_size", within=config, default=16),
+        max_rows=lookup(dpath="evaluate/max_test_rows", within=config, default=0),
+        max_new_tokens=lookup(
+            dpath="evaluate/max_new_tokens", within=config, default=64
+        ),
     shell:
-        "python -m tagllm evaluate --model {input.model}"
-        " --run results/runs/tagllm/{wildcards.run}/seed{wildcards.seed}"
+        "{params.launch} evaluate --model {input.model}"
+        " --run results/runs/{wildcards.method}/{wildcards.run}/seed{wildcards.seed}"
         " --task {params.task} --name {wildcards.run} --test {input.test}"
-        " --batch-size {params.batch_size} --device {params.device} --dtype {params.dtype}"
-        " --threads {threads} {params.char_level}"
-        " --out-dir results/eval/tagllm/{wildcards.run}/seed{wildcards.seed} > {log} 2>&1"
+        " --batch-size {params.batch_size} --max-rows {params.max_rows}"
+        " --max-new-tokens {params.max_new_tokens} --device {params.device}"
+        " --dtype {params.dtype} --threads {threads} {params.char_level} {params.bf16_inference}"
+        " --out-dir results/eval/{wildcards.method}/{wildcards.run}/seed{wildcards.seed}"
+        " > {log} 2>&1"
 
 
-rule evaluate_train_mean:
+rule evaluate_direct:
+    input:
+        model=get_model_dir(),
+        train=get_run_data,
+        test=get_run_test,
+    output:
+        predictions="results/eval/direct_prompting/{run}/predictions.parquet",
+        metrics="results/eval/direct_prompting/{run}/metrics.json",
+    log:
+        "logs/evaluate_direct/{run}.log",
+    benchmark:
+        "benchmarks/evaluate_direct/{run}.tsv"
+    conda:
+        MODEL_ENV
+    threads: lookup(dpath="threads", within=config, default=2)
+    resources:
+        gpu=lookup(dpath="resources/eval_gpu", within=config, default=0),
+        mem_mb=lookup(dpath="resources/mem_mb", within=config, default=8000),
+        runtime=lookup(dpath="resources/runtime", within=config, default=120),
+    params:
+        launch=get_eval_launcher,
+        task=get_run_task,
+        device=lookup(dpath="device", within=config),
+        dtype=lookup(dpath="model/dtype", within=config, default="float32"),
+        char_level=get_char_level_flag,
+        bf16_inference=get_bf16_inference_flag,
+        batch_size=lookup(dpath="evaluate/batch_size", within=config, default=16),
+        max_rows=lookup(dpath="evaluate/max_test_rows", within=config, default=0),
+        max_new_tokens=lookup(
+            dpath="evaluate/max_new_tokens", within=config, default=64
+        ),
+    shell:
+        "{params.launch} evaluate --model {input.model} --method direct_prompting"
+        " --task {params.task} --name {wildcards.run} --train {input.train} --test {input.test}"
+        " --batch-size {params.batch_size} --max-rows {params.max_rows}"
+        " --max-new-tokens {params.max_new_tokens} --device {params.device}"
+        " --dtype {params.dtype} --threads {threads} {params.char_level} {params.bf16_inference}"
+        " --out-dir results/eval/direct_prompting/{wildcards.run} > {log} 2>&1"
+
+
+rule evaluate_model_free:
     input:
         train=get_run_data,
         test=get_run_test,
     output:
-        predictions="results/eval/train_mean/{run}/predictions.parquet",
-        metrics="results/eval/train_mean/{run}/metrics.json",
+        predictions="results/eval/{method}/{run}/predictions.parquet",
+        metrics="results/eval/{method}/{run}/metrics.json",
     log:
-        "logs/evaluate_train_mean/{run}.log",
+        "logs/evaluate_model_free/{method}_{run}.log",
+    wildcard_constraints:
+        method="train_mean|nearest_neighbour",
     conda:
         "../../envs/tagllm.yaml"
     params:
+        command=get_model_free_command,
         task=get_run_task,
+        max_rows=lookup(dpath="evaluate/max_test_rows", within=config, default=0),
     shell:
-        "python -m tagllm evaluate-train-mean --task {params.task} --name {wildcards.run}"
-        " --train {input.train} --test {input.test}"
-        " --out-dir results/eval/train_mean/{wildcards.run} > {log} 2>&1"
+        "python -m tagllm {params.command} --task {params.task} --name {wildcards.run}"
+        " --train {input.train} --test {input.test} --max-rows {params.max_rows}"
+        " --out-dir results/eval/{wildcards.method}/{wildcards.run} > {log} 2>&1"

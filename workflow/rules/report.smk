@@ -1,23 +1,51 @@
-# Tables and figures, rebuilt from saved evaluation files without retraining.
+# Tables and figures, rebuilt from saved evaluation and training files without retraining.
 
 
 rule build_tables:
     input:
         metrics=get_eval_metrics(),
+        runs=get_run_metrics(),
     output:
-        csv="results/tables/summary.csv",
-        markdown="results/tables/summary.md",
+        report(
+            expand("results/tables/{table}.{ext}", table=TABLES, ext=["csv", "md"]),
+            category="Tables",
+        ),
     log:
-        "logs/build_tables/summary.log",
+        "logs/build_tables/tables.log",
     conda:
         "../../envs/tagllm.yaml"
     params:
-        caption=f"Test metrics on base model {MODEL}, mean over seeds {SEEDS} (data: see "
-        "results/data/*/report.json; *_synthetic rows use synthetic scores). paper_value is "
-        "Tag-LLaMA (LLaMA-7B) from paper Table 2.",
+        setting=SETTING,
+        tag_length=lookup(dpath="tag_length", within=config),
+        ablation_run=lookup(dpath="ablations/run", within=config, default=""),
     shell:
-        "python -m tagllm summarize --metrics {input.metrics} --csv {output.csv}"
-        " --markdown {output.markdown} --caption '{params.caption}' > {log} 2>&1"
+        "python -m tagllm build-tables --metrics {input.metrics} --runs {input.runs}"
+        " --out-dir results/tables --setting '{params.setting}'"
+        " --tag-length {params.tag_length} --ablation-run '{params.ablation_run}' > {log} 2>&1"
+
+
+rule plot_figures:
+    input:
+        summary="results/tables/summary.csv",
+        runs=get_run_metrics(),
+    output:
+        report(
+            expand("results/figures/{figure}.png", figure=FIGURES),
+            category="Figures",
+        ),
+    log:
+        "logs/plot_figures/figures.log",
+    conda:
+        "../../envs/tagllm.yaml"
+    params:
+        setting=SETTING,
+        tag_length=lookup(dpath="tag_length", within=config),
+        ablation_run=lookup(dpath="ablations/run", within=config, default=""),
+    shell:
+        "python -m tagllm plot-figures --summary {input.summary} --runs {input.runs}"
+        " --ablation-run '{params.ablation_run}' --tag-length {params.tag_length}"
+        " --out-dir results/figures"
+        " --setting '{params.setting}' > {log} 2>&1"
 
 
 rule plot_predictions:
@@ -26,7 +54,7 @@ rule plot_predictions:
             "results/eval/tagllm/{{run}}/seed{seed}/predictions.parquet", seed=SEEDS[0]
         ),
     output:
-        figure="results/figures/{run}_predictions.png",
+        figure=report("results/figures/{run}_predictions.png", category="Figures"),
     log:
         "logs/plot_predictions/{run}.log",
     conda:

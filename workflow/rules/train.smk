@@ -14,9 +14,14 @@ rule train_domain_tag:
     benchmark:
         "benchmarks/train_domain_tag/{tag}_seed{seed}.tsv"
     conda:
-        "../../envs/tagllm.yaml"
-    threads: 2
+        MODEL_ENV
+    threads: lookup(dpath="threads", within=config, default=2)
+    resources:
+        gpu=lookup(dpath="resources/gpu", within=config, default=0),
+        mem_mb=lookup(dpath="resources/mem_mb", within=config, default=8000),
+        runtime=lookup(dpath="resources/runtime", within=config, default=120),
     params:
+        launch=get_launcher,
         column=get_domain_tag_column,
         tag_length=lookup(dpath="tag_length", within=config),
         device=lookup(dpath="device", within=config),
@@ -24,7 +29,7 @@ rule train_domain_tag:
         char_level=get_char_level_flag,
         flags=get_stage1_flags,
     shell:
-        "python -m tagllm train-domain-tag --model {input.model} --data {input.data}"
+        "{params.launch} train-domain-tag --model {input.model} --data {input.data}"
         " --column {params.column} --tag {wildcards.tag} --tag-length {params.tag_length}"
         " --device {params.device} --dtype {params.dtype} --threads {threads}"
         " {params.char_level} {params.flags}"
@@ -37,28 +42,78 @@ rule train_function_tag:
         data=get_run_data,
         domain_tags=get_run_domain_tags,
     output:
-        tags="results/runs/tagllm/{run}/seed{seed}/tags.safetensors",
-        meta="results/runs/tagllm/{run}/seed{seed}/tags.json",
-        metrics="results/runs/tagllm/{run}/seed{seed}/metrics.json",
+        tags="results/runs/{method}/{run}/seed{seed}/tags.safetensors",
+        meta="results/runs/{method}/{run}/seed{seed}/tags.json",
+        spec="results/runs/{method}/{run}/seed{seed}/run.json",
+        metrics="results/runs/{method}/{run}/seed{seed}/metrics.json",
     log:
-        "logs/train_function_tag/{run}_seed{seed}.log",
+        "logs/train_function_tag/{method}_{run}_seed{seed}.log",
     benchmark:
-        "benchmarks/train_function_tag/{run}_seed{seed}.tsv"
+        "benchmarks/train_function_tag/{method}_{run}_seed{seed}.tsv"
+    wildcard_constraints:
+        method="|".join(TAG_METHODS) or "NONE",
     conda:
-        "../../envs/tagllm.yaml"
-    threads: 2
+        MODEL_ENV
+    threads: lookup(dpath="threads", within=config, default=2)
+    resources:
+        gpu=lookup(dpath="resources/gpu", within=config, default=0),
+        mem_mb=lookup(dpath="resources/mem_mb", within=config, default=8000),
+        runtime=lookup(dpath="resources/runtime", within=config, default=120),
     params:
+        launch=get_launcher,
         task=get_run_task,
-        domain_tag_dirs=get_run_domain_tag_dirs,
+        domain_tags=get_domain_tags_flag,
         enrich_data=get_run_enrich_data,
         tag_length=lookup(dpath="tag_length", within=config),
         device=lookup(dpath="device", within=config),
         dtype=lookup(dpath="model/dtype", within=config, default="float32"),
         char_level=get_char_level_flag,
+        bf16_inference=get_bf16_inference_flag,
         flags=get_run_flags,
     shell:
-        "python -m tagllm train-function-tag --model {input.model} --task {params.task}"
-        " --data {input.data} --domain-tags {params.domain_tag_dirs} {params.enrich_data}"
+        "{params.launch} train-function-tag --model {input.model} --method {wildcards.method}"
+        " --task {params.task} --data {input.data} {params.domain_tags} {params.enrich_data}"
         " --tag-length {params.tag_length} --device {params.device} --dtype {params.dtype}"
-        " --threads {threads} {params.char_level} {params.flags}"
-        " --out-dir results/runs/tagllm/{wildcards.run}/seed{wildcards.seed} > {log} 2>&1"
+        " --threads {threads} {params.char_level} {params.bf16_inference} {params.flags}"
+        " --out-dir results/runs/{wildcards.method}/{wildcards.run}/seed{wildcards.seed}"
+        " > {log} 2>&1"
+
+
+rule train_baseline:
+    input:
+        model=get_model_dir(),
+        data=get_run_data,
+        domain_tags=get_run_domain_tags,
+    output:
+        spec="results/runs/{method}/{run}/seed{seed}/run.json",
+        metrics="results/runs/{method}/{run}/seed{seed}/metrics.json",
+    log:
+        "logs/train_baseline/{method}_{run}_seed{seed}.log",
+    benchmark:
+        "benchmarks/train_baseline/{method}_{run}_seed{seed}.tsv"
+    wildcard_constraints:
+        method="|".join(BASELINE_METHODS) or "NONE",
+    conda:
+        MODEL_ENV
+    threads: lookup(dpath="threads", within=config, default=2)
+    resources:
+        gpu=lookup(dpath="resources/gpu", within=config, default=0),
+        mem_mb=lookup(dpath="resources/mem_mb", within=config, default=8000),
+        runtime=lookup(dpath="resources/runtime", within=config, default=120),
+    params:
+        launch=get_launcher,
+        task=get_run_task,
+        domain_tags=get_domain_tags_flag,
+        tag_length=lookup(dpath="tag_length", within=config),
+        device=lookup(dpath="device", within=config),
+        dtype=lookup(dpath="model/dtype", within=config, default="float32"),
+        char_level=get_char_level_flag,
+        bf16_inference=get_bf16_inference_flag,
+        flags=get_run_flags,
+    shell:
+        "{params.launch} train-baseline --model {input.model} --method {wildcards.method}"
+        " --task {params.task} --data {input.data} {params.domain_tags}"
+        " --tag-length {params.tag_length} --device {params.device} --dtype {params.dtype}"
+        " --threads {threads} {params.char_level} {params.bf16_inference} {params.flags}"
+        " --out-dir results/runs/{wildcards.method}/{wildcards.run}/seed{wildcards.seed}"
+        " > {log} 2>&1"
