@@ -128,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_flags(p)
     p.add_argument("--task", required=True)
     p.add_argument("--data", required=True, help="training Parquet file")
-    p.add_argument("--domain-tags", nargs="+", required=True, help="stage-1 tag folders")
+    p.add_argument("--domain-tags", nargs="*", default=[],
+                   help="stage-1 tag folders (none for methods without domain tags)")
     p.add_argument("--enrich-data", nargs="*", default=[], metavar="TAG=PARQUET",
                    help="stage-1 text (a `text` column) of each domain tag that --enrich updates")
     p.add_argument("--tag-length", type=int, default=10)

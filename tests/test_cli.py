@@ -63,3 +63,20 @@ def test_empty_dataset_is_a_clear_error(tiny_model_dir, tmp_path, capsys):
                  "--column", "text", "--tag", "EN", "--out-dir", str(tmp_path / "out")])
     assert code == 2
     assert "dataset is empty" in capsys.readouterr().err
+
+
+def test_ablation_without_domain_tags_needs_no_tag_folders(tiny_model_dir, qed_dir, tmp_path):
+    code = main(["train-function-tag", "--model", str(tiny_model_dir), "--task", "qed",
+                 "--method", "no_domain_tags", "--data", str(qed_dir / "train.parquet"),
+                 "--tag-length", "2", "--max-examples", "4", "--batch-size", "4",
+                 "--checkpoint-every", "0", "--out-dir", str(tmp_path / "out")])
+    assert code == 0
+    assert (tmp_path / "out" / "run.json").is_file()
+
+
+def test_tag_method_without_its_domain_tags_is_a_clear_error(tiny_model_dir, qed_dir, tmp_path,
+                                                             capsys):
+    code = main(["train-function-tag", "--model", str(tiny_model_dir), "--task", "qed",
+                 "--data", str(qed_dir / "train.parquet"), "--out-dir", str(tmp_path / "out")])
+    assert code == 2
+    assert "domain tag(s) ['SMILES'] not found" in capsys.readouterr().err

@@ -113,3 +113,27 @@ def test_tiny_end_to_end_run(tmp_path):
     # A second run has nothing to do.
     again = snakemake("--cores", "2", "--configfile", "tests/data/tiny.yaml", "-n", cwd=tmp_path)
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_paper_preset_on_slurm_lists_every_job_with_gpus():
+    result = snakemake("-n", "-F", "--configfile", "presets/paper.yaml", "--profile",
+                       "profiles/slurm")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    by_rule: dict[str, list[str]] = {}
+    for block in result.stdout.split("\n\n"):
+        heads = [line for line in block.splitlines() if line.startswith(("rule ", "localrule "))]
+        if heads:
+            by_rule.setdefault(heads[0].split()[1].rstrip(":"), []).append(block)
+    gpu_rules = ("train_domain_tag", "train_function_tag", "train_baseline", "evaluate_run",
+                 "evaluate_direct")
+    for rule in (*gpu_rules, "download_source", "prepare_dataset", "evaluate_model_free",
+                 "build_tables", "plot_figures", "plot_predictions"):
+        assert rule in by_rule, rule
+    for rule in gpu_rules:
+        for block in by_rule[rule]:
+            assert "gpu=1" in block and "slurm_partition=CHANGE_ME_gpu_partition" in block, block
+    outputs = result.stdout
+    for path in ("results/runs/lora/ba/seed0", "results/runs/tagllm_p50/dc/seed0",
+                 "results/runs/enriched/dc/seed0", "results/eval/direct_prompting/translate",
+                 "results/tables/table4_ablation.md", "results/figures/tag_length.png"):
+        assert path in outputs, path
