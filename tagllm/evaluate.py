@@ -8,6 +8,7 @@ model; the training-mean and nearest-neighbour predictors need no model at all.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -136,17 +137,35 @@ def evaluate_run(model_dir: str | Path, run_dir: str | Path | None, task_name: s
     if predictor.head is not None:
         return _write(frame, predictor.regress(examples, batch_size), task.name, run, method.name,
                       base.info.model_id, out_dir)
-    fallback = spec.get("label_mean")
-    if fallback is None:
+    if "label_mean" not in spec:
         if train_path is None:
-            raise ValueError("decoding a label needs the training-label mean (a run or --train)")
-        fallback = float(read_table(train_path, [task.label])[task.label].mean())
+            raise ValueError("decoding a label needs the training labels (a run or --train)")
+        labels = read_table(train_path, [task.label])[task.label].astype(float)
+        spec = {"label_mean": labels.mean(), "label_min": labels.min(), "label_max": labels.max()}
     decoded = predictor.generate(examples, batch_size, LABEL_TOKENS, stop_at_newline=True)
     parsed = [parse_label(text) for text in decoded]
+    predicted, clipped = decoded_predictions(parsed, float(spec["label_mean"]),
+                                             float(spec["label_min"]), float(spec["label_max"]))
     frame = frame.assign(decoded=decoded, parsed=[p is not None for p in parsed])
-    predicted = [fallback if p is None else p for p in parsed]
     return _write(frame, predicted, task.name, run, method.name, base.info.model_id, out_dir,
-                  unparsed=sum(p is None for p in parsed), fallback=fallback)
+                  unparsed=sum(p is None for p in parsed), clipped=clipped,
+                  fallback=float(spec["label_mean"]))
+
+
+def decoded_predictions(parsed: list[float | None], mean: float, low: float, high: float
+                        ) -> tuple[list[float], int]:
+    """Numbers read from decoded text as predictions: no number -> the training mean; a number
+    outside the training labels' range (digits run on: "2000.", "12121212") -> clipped to it, so
+    one runaway answer cannot swamp the MSE. Returns the predictions and how many were clipped."""
+    predictions, clipped = [], 0
+    for value in parsed:
+        if value is None or not math.isfinite(value):
+            predictions.append(mean)
+            continue
+        bounded = min(max(value, low), high)
+        clipped += bounded != value
+        predictions.append(bounded)
+    return predictions, clipped
 
 
 def evaluate_train_mean(task_name: str, train_path: str | Path, test_path: str | Path,

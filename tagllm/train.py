@@ -189,13 +189,15 @@ def encode_examples(method: Method, task, encoder: PromptEncoder, rows: list[dic
 
 def write_run_spec(out_dir: str | Path, method: Method, task_name: str, frame: pd.DataFrame,
                    task, tag_length: int) -> None:
-    """run.json: what evaluation needs to rebuild the method (and the training-label mean, the
-    fallback when a decoded answer holds no number)."""
+    """run.json: what evaluation needs to rebuild the method, and the training labels' mean (the
+    answer when a decoded text holds no number) and range (decoded numbers are clipped to it)."""
     spec = {"format": "tagllm.run/1", "method": method.name, "task": task_name,
             "tag_length": tag_length,
             "function_tag_length": method.function_tag_length or tag_length}
     if task.kind == "regression":
-        spec["label_mean"] = float(frame[task.label].mean())
+        labels = frame[task.label].astype(float)
+        spec.update(label_mean=float(labels.mean()), label_min=float(labels.min()),
+                    label_max=float(labels.max()))
     write_json(Path(out_dir) / RUN_SPEC, spec)
 
 

@@ -155,3 +155,10 @@ def test_batched_greedy_decoding_equals_one_at_a_time(tiny_base):
     alone = [decode([e])[0] for e in examples]
     assert together == alone
     assert all(len(ids) == 6 for ids in together)
+
+
+def test_decoded_numbers_fall_back_and_are_clipped():
+    from tagllm.evaluate import decoded_predictions
+
+    predictions, clipped = decoded_predictions([0.5, None, 2000.0, -3.0, float("inf")], 0.4, 0.0, 1.0)
+    assert predictions == [0.5, 0.4, 1.0, 0.0, 0.4] and clipped == 2
