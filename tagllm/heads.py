@@ -1,7 +1,7 @@
 """Regression heads: a bias-free linear map d -> k read at the last position of the function tag.
 
-Numbers are never decoded as text. Optionally the head works in standardised label units (the label's
-training mean and standard deviation are stored with it); the paper's head predicts raw labels.
+Numbers are never decoded as text. Optionally (not in the paper) the head works in standardised label
+units (the label's training mean and standard deviation are stored with it) and has a bias.
 """
 
 from __future__ import annotations
@@ -23,14 +23,14 @@ HEAD_INITS = ("mean_embedding", "zeros")
 
 
 class RegressionHead(nn.Module):
-    """y = W h (no bias); with standardisation, predictions are W h * std + mean."""
+    """y = W h (+ b with `bias`); with standardisation, predictions are (W h + b) * std + mean."""
 
     def __init__(self, hidden_size: int, outputs: int = 1, label_mean: float = 0.0,
-                 label_std: float = 1.0) -> None:
+                 label_std: float = 1.0, bias: bool = False) -> None:
         super().__init__()
         if label_std <= 0:
             raise ValueError(f"label_std must be positive, got {label_std}")
-        self.linear = nn.Linear(hidden_size, outputs, bias=False)
+        self.linear = nn.Linear(hidden_size, outputs, bias=bias)
         self.register_buffer("label_mean", torch.tensor(float(label_mean)))
         self.register_buffer("label_std", torch.tensor(float(label_std)))
 
@@ -38,6 +38,8 @@ class RegressionHead(nn.Module):
         if init not in HEAD_INITS:
             raise ValueError(f"head init must be one of {HEAD_INITS}, not {init!r}")
         with torch.no_grad():
+            if self.linear.bias is not None:
+                self.linear.bias.zero_()
             if init == "zeros":
                 self.linear.weight.zero_()
             else:  # as the authors' code: every output row starts as the mean token embedding
@@ -59,11 +61,13 @@ class RegressionHead(nn.Module):
     def save(self, folder: str | Path, base: BaseModelInfo, init: str) -> None:
         folder = Path(folder)
         with atomic_path(folder / HEAD_FILE) as tmp:
-            save_file({"weight": self.linear.weight.detach().cpu().contiguous()}, str(tmp))
+            save_file({name: value.detach().cpu().contiguous()
+                       for name, value in self.linear.named_parameters()}, str(tmp))
         write_json(folder / HEAD_META, {
             "format": "tagllm.head/1", "tagllm_version": __version__,
             "base_model": base.__dict__, "outputs": self.linear.out_features, "init": init,
             "label_mean": float(self.label_mean), "label_std": float(self.label_std),
+            "bias": self.linear.bias is not None,
         })
 
     @classmethod
@@ -79,6 +83,7 @@ class RegressionHead(nn.Module):
                 f"{meta_path}: head was trained for {meta['base_model']['model_id']} but the base "
                 f"model is {base.model_id}"
             )
-        head = cls(base.hidden_size, meta["outputs"], meta["label_mean"], meta["label_std"])
-        head.linear.weight.data.copy_(load_file(str(folder / HEAD_FILE))["weight"])
+        head = cls(base.hidden_size, meta["outputs"], meta["label_mean"], meta["label_std"],
+                   bias=meta.get("bias", False))
+        head.linear.load_state_dict(load_file(str(folder / HEAD_FILE)))
         return head

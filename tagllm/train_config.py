@@ -26,6 +26,7 @@ class TrainConfig:
     loss_scale: float = _opt(100.0, "factor on the regression MSE (the authors' code uses 100)")
     standardize_labels: bool = _opt(False, "train the head on z-scored labels (not in the paper)")
     head_init: str = _opt("mean_embedding", "regression head init: mean_embedding (paper) or zeros")
+    head_bias: bool = _opt(False, "give the regression head a bias (not in the paper: bias-free)")
     cache_prefix: bool = _opt(True, "run frozen prefixes once and train on their KV cache")
     cache_budget_mb: int = _opt(4096, "keep cached prefixes across epochs up to this many MiB")
     log_every: int = _opt(10, "log a progress line every this many optimiser steps")

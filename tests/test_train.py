@@ -137,3 +137,15 @@ def test_cosine_schedule_matches_transformers():
         return values
 
     assert rates(cosine_with_warmup) == pytest.approx(rates(get_cosine_schedule_with_warmup))
+
+
+def test_head_with_bias_round_trips(tmp_path, tiny_base):
+    head = RegressionHead(tiny_base.info.hidden_size, 1, 2.0, 3.0, bias=True)
+    head.initialise("zeros")
+    with torch.no_grad():
+        head.linear.bias.fill_(0.5)
+    head.save(tmp_path, tiny_base.info, "zeros")
+    loaded = RegressionHead.load(tmp_path, tiny_base.info)
+    hidden = torch.randn(2, tiny_base.info.hidden_size)
+    assert torch.equal(loaded(hidden), head(hidden))
+    assert loaded.to_label_units(loaded(hidden)).squeeze(-1).tolist() == [3.5, 3.5]  # (0 + 0.5) * 3 + 2

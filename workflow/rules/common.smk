@@ -69,7 +69,7 @@ def method_jobs():
             add(
                 get_method(method).enriched_tags_from,
                 ABLATIONS["enrich_run"],
-                ABLATIONS.get("train"),
+                ABLATIONS.get("enrich_train"),
             )
     for length in ABLATIONS.get("tag_lengths", []) if run else []:
         # With its own (smaller) budget the sweep needs its own run at the default length too;

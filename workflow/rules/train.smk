@@ -13,6 +13,8 @@ rule train_domain_tag:
         "logs/train_domain_tag/{tag}_seed{seed}.log",
     benchmark:
         "benchmarks/train_domain_tag/{tag}_seed{seed}.tsv"
+    # The critical path (stage 1, then the Tag-LLM runs) first: the baselines fill the gaps.
+    priority: 20
     conda:
         MODEL_ENV
     threads: lookup(dpath="threads", within=config, default=2)
@@ -52,6 +54,8 @@ rule train_function_tag:
         "benchmarks/train_function_tag/{method}_{run}_seed{seed}.tsv"
     wildcard_constraints:
         method="|".join(TAG_METHODS) or "NONE",
+    # The critical path (stage 1, then the Tag-LLM runs) first: the baselines fill the gaps.
+    priority: 10
     conda:
         MODEL_ENV
     threads: lookup(dpath="threads", within=config, default=2)
