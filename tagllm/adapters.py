@@ -15,9 +15,10 @@ from pathlib import Path
 import torch
 from peft import LoraConfig, PeftModel, PromptTuningConfig, get_peft_model
 
-from tagllm.batching import Batch, splice_tags
-from tagllm.forward import decoder
+from tagllm.batching import Batch, collate, splice_tags
+from tagllm.forward import decoder, gather_positions, readout_index
 from tagllm.methods import LORA_ALPHA, LORA_DROPOUT, LORA_RANK
+from tagllm.prompts import Encoded
 
 ADAPTER_DIR = "adapter"
 
@@ -93,6 +94,12 @@ class Adapter:
         out = decoder(self.model)(inputs_embeds=embeds, attention_mask=extended.attention_mask,
                                   position_ids=extended.position_ids, use_cache=False)
         return out.last_hidden_state[:, self.virtual_tokens:]
+
+    def regression_hidden(self, tag_rows: torch.Tensor, examples: list[Encoded], pad_id: int
+                          ) -> torch.Tensor:
+        """Hidden state at each example's readout position (left padded batch). (B, d)"""
+        batch = collate(examples, pad_id, "left").to(self.model.get_input_embeddings().weight.device)
+        return gather_positions(self.hidden(tag_rows, batch), readout_index(examples, batch))
 
     def save(self, run_dir: str | Path) -> None:
         """Write the adapter (PEFT's safetensors + config) atomically as `run_dir/adapter/`."""

@@ -18,7 +18,6 @@ import torch.nn.functional as F
 from tagllm import checkpoint, distributed
 from tagllm.atomic import write_json
 from tagllm.batching import collate, length_grouped_batches
-from tagllm.forward import gather_positions, readout_index
 from tagllm.loop import TrainConfig, optimise, seed_everything
 from tagllm.methods import get_method
 from tagllm.objectives import regression_hidden, target_loss
@@ -113,14 +112,13 @@ def _adapter_step(base, tags, adapter, examples, batches, head, targets, config)
 
     def step_loss(_epoch: int, index: int) -> tuple[torch.Tensor, int]:
         chosen = [examples[i] for i in batches[index]]
-        batch = collate(chosen, pad, "left" if head is not None else "right").to(base.device)
         with base.autocast():
-            hidden = adapter.hidden(tags.flat(), batch)
             if head is not None:
-                readout = gather_positions(hidden, readout_index(chosen, batch))
-                predictions = head(readout).squeeze(-1)
+                predictions = head(adapter.regression_hidden(tags.flat(), chosen, pad)).squeeze(-1)
                 loss = F.mse_loss(predictions.float(), targets[batches[index]]) * config.loss_scale
             else:
+                batch = collate(chosen, pad, "right").to(base.device)
+                hidden = adapter.hidden(tags.flat(), batch)
                 starts = torch.tensor([e.target_start for e in chosen], device=base.device)
                 loss = target_loss(base, hidden, batch, starts + batch.offsets)
         return loss, sum(len(e) for e in chosen)

@@ -16,7 +16,6 @@ import torch
 
 from tagllm.atomic import write_json, write_parquet
 from tagllm.batching import collate, length_grouped_batches, splice_tags
-from tagllm.forward import gather_positions, readout_index
 from tagllm.generate import decode_texts, greedy_decode, stop_token_ids
 from tagllm.heads import RegressionHead
 from tagllm.methods import Method, get_method, parse_label
@@ -73,9 +72,7 @@ class Predictor:
                 if self.adapter is None:
                     hidden = regression_hidden(self.base, self.tags, chosen, None, 0)
                 else:
-                    batch = collate(chosen, pad, "left").to(self.base.device)
-                    hidden = gather_positions(self.adapter.hidden(self.tags.flat(), batch),
-                                              readout_index(chosen, batch))
+                    hidden = self.adapter.regression_hidden(self.tags.flat(), chosen, pad)
             values = self.head.to_label_units(self.head(hidden).squeeze(-1)).float().cpu()
             for index, value in zip(indices, values.tolist(), strict=True):
                 predictions[index] = value

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from tagllm.atomic import write_text
-from tagllm.methods import SWEEP_PATTERN, get_method
+from tagllm.methods import MODEL_FREE_PAPER, SWEEP_PATTERN, get_method
 from tagllm.tasks import get_task
 
 SUMMARY_COLUMNS = ["task", "method", "metric", "value", "paper_value"]
@@ -54,14 +54,9 @@ def method_label(name: str) -> str:
 
 
 def paper_value(method: str, task: str) -> float | None:
-    if method in ("train_mean",):
-        return None
-    if method == "nearest_neighbour":
-        return {"descriptor": 0.012, "qed": 0.040}.get(task)
-    spec = get_method(method)
-    if SWEEP_PATTERN.fullmatch(method):
-        return None
-    return spec.paper.get(task)
+    if method in MODEL_FREE_PAPER:
+        return MODEL_FREE_PAPER[method].get(task)
+    return get_method(method).paper.get(task)
 
 
 def long_rows(evaluations: list[dict]) -> pd.DataFrame:
@@ -192,7 +187,8 @@ def table_ablation(frame: pd.DataFrame, run: str, tag_length: int) -> pd.DataFra
                                                           get_task(run).name)})
     for p, value in tag_length_curve(frame, run, tag_length):
         rows.append({"variant": f"tag length p = {p}", f"{metric} (ours)": value,
-                     f"{metric} (paper)": 12.21 if p == 10 and get_task(run).name == "dc" else None})
+                     f"{metric} (paper)": paper_value("tagllm", "dc")
+                     if p == 10 and get_task(run).name == "dc" else None})
     return pd.DataFrame(rows)
 
 
