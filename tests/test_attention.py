@@ -1,0 +1,62 @@
+"""Suffix attention: equal to SDPA (values and gradients), taken only where it is meant to be."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tagllm import attention
+from tagllm.objectives import PrefixStore, regression_hidden
+from tests.test_forward import relative_error, setup
+
+
+def reference(query, key, value, mask, scale):
+    """SDPA over heads repeated as transformers' `repeat_kv` does."""
+    group = query.shape[1] // key.shape[1]
+    key, value = (t.repeat_interleave(group, dim=1) for t in (key, value))
+    out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, scale=scale)
+    return out.transpose(1, 2)
+
+
+@pytest.mark.parametrize("dtype,tolerance", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
+def test_grouped_attention_equals_sdpa(dtype, tolerance):
+    torch.manual_seed(0)
+    batch, heads, kv_heads, queries, keys, dim = 3, 6, 2, 4, 11, 8
+    query = torch.randn(batch, heads, queries, dim, dtype=dtype, requires_grad=True)
+    key = torch.randn(batch, kv_heads, keys, dim, dtype=dtype, requires_grad=True)
+    value = torch.randn(batch, kv_heads, keys, dim, dtype=dtype, requires_grad=True)
+    # Causal over the suffix after a left-padded prefix of 7 (example 1 has 3 pads, example 2 one).
+    prefix = torch.ones(batch, 7, dtype=torch.bool)
+    prefix[1, :3] = False
+    prefix[2, :1] = False
+    causal = torch.ones(queries, queries, dtype=torch.bool).tril()
+    mask = torch.cat([prefix[:, None, :].expand(batch, queries, 7),
+                      causal.expand(batch, queries, queries)], dim=-1).unsqueeze(1)
+
+    ours = attention.grouped_attention(query, key, value, mask, dim ** -0.5)
+    weights = torch.randn_like(ours)
+    grads = torch.autograd.grad((ours * weights).sum(), (query, key, value))
+    theirs = reference(query, key, value, mask, dim ** -0.5)
+    expected = torch.autograd.grad((theirs * weights).sum(), (query, key, value))
+
+    assert ours.shape == (batch, queries, heads, dim)
+    assert relative_error(ours.float(), theirs.float()) < tolerance
+    for got, want in zip(grads, expected, strict=True):
+        assert relative_error(got.float(), want.float()) < tolerance
+
+
+def test_loaded_models_use_it_and_it_runs_only_for_short_suffixes(tiny_base, monkeypatch):
+    assert tiny_base.model.config._attn_implementation == attention.NAME
+    calls = []
+    original = attention.grouped_attention
+    monkeypatch.setattr(attention, "grouped_attention",
+                        lambda *args: calls.append(args[0].shape) or original(*args))
+    tags, examples = setup(tiny_base, ["CCO", "c1ccccc1"])
+
+    with torch.no_grad():  # no gradients: SDPA
+        regression_hidden(tiny_base, tags, examples, PrefixStore(0), 0)
+    assert calls == []
+    regression_hidden(tiny_base, tags, examples, None, 0)  # full back-propagation: SDPA
+    assert calls == []
+    regression_hidden(tiny_base, tags, examples, PrefixStore(0), 0)  # the tag after a prefix
+    layers = tiny_base.model.config.num_hidden_layers
+    assert len(calls) == layers and all(shape[2] == 3 for shape in calls)  # 3 tag rows
