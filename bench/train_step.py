@@ -47,20 +47,23 @@ PATHS = ("forward", "function_tag", "function_tag_cached", "full_backprop", "pef
          "domain_tag", "peft_prompt_ce")
 
 
-def load_base(model: str, dtype: str) -> Base:
-    if model == "tiny":
-        from tagllm.model_sources import prepare_model
+def model_folder(model: str) -> str:
+    """The prepared model folder; 'tiny' builds a random 2-layer Llama in a temporary folder."""
+    if model != "tiny":
+        return model
+    from tagllm.model_sources import prepare_model
 
-        model = str(prepare_model("tiny-random", Path(tempfile.mkdtemp()) / "tiny"))
-    return Base.load(model, dtype, "cpu")
+    return str(prepare_model("tiny-random", Path(tempfile.mkdtemp()) / "tiny"))
 
 
 class Setup:
     """The batch, tags and head shared by every path."""
 
-    def __init__(self, base: Base, batch: int, tokens: int, p: int, seed: int = 0) -> None:
+    def __init__(self, folder: str, dtype: str, batch: int, tokens: int, p: int, seed: int = 0
+                 ) -> None:
+        base = Base.load(folder, dtype, "cpu")
         torch.manual_seed(seed)
-        self.base, self.p = base, p
+        self.base, self.p, self.folder, self.dtype = base, p, folder, dtype
         vocab = base.info.vocab_size
         self.ids = torch.randint(10, min(vocab, 30000), (batch, tokens))
         self.tags = TagTable(base.info)
@@ -113,16 +116,19 @@ def step_functions(setup: Setup) -> dict:
         "full_backprop": lambda: regression_step(None),
         "domain_tag": domain_tag,
     }
-    steps.update(peft_steps(setup))
+    steps.update(peft_steps(setup, setup.folder, setup.dtype))
     return steps
 
 
-def peft_steps(setup: Setup) -> dict:
+def peft_steps(setup: Setup, folder: str, dtype: str) -> dict:
+    """PEFT as its documentation uses it: the model loaded by transformers as it comes (its own
+    SDPA attention, not ours), wrapped by `get_peft_model`."""
     from peft import PromptTuningConfig, PromptTuningInit, TaskType, get_peft_model
+    from transformers import AutoModelForCausalLM
 
     config = PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=setup.p,
                                 prompt_tuning_init=PromptTuningInit.RANDOM)
-    model = get_peft_model(setup.base.model, config)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(folder, dtype=dtype), config)
     ids = setup.ids
     mask = torch.ones_like(ids)
 
@@ -159,7 +165,7 @@ def _peak_rss_child(model: str, dtype: str, batch: int, tokens: int, p: int, pat
     import gc
     import threading
 
-    setup = Setup(load_base(model, dtype), batch, tokens, p)
+    setup = Setup(model, dtype, batch, tokens, p)
     step = step_functions(setup)[path]
     gc.collect()
     baseline = current_rss_mb()
@@ -195,9 +201,9 @@ TARGETS = {"function_tag_vs_forward": 1.3, "function_tag_vs_full_backprop": 0.6,
            "function_tag_vs_peft": 0.4, "domain_tag_vs_peft": 1.0, "grad_rel_err": 1e-5}
 
 
-def measure(args: argparse.Namespace, dtype: str) -> dict:
+def measure(args: argparse.Namespace, folder: str, dtype: str) -> dict:
     """Every path timed in one setting (weights in `dtype`), interleaved, median of the rounds."""
-    setup = Setup(load_base(args.model, dtype), args.batch, args.tokens, args.tag_length)
+    setup = Setup(folder, dtype, args.batch, args.tokens, args.tag_length)
     steps = step_functions(setup)
     for step in steps.values():  # warm-up (and fills the kept prefix cache)
         step()
@@ -222,7 +228,7 @@ def measure(args: argparse.Namespace, dtype: str) -> dict:
         "grad_rel_err": gradient_error(setup),
     }
     if not args.no_rss:
-        results["memory"] = {path: peak_rss(args.model, dtype, args.batch, args.tokens,
+        results["memory"] = {path: peak_rss(folder, dtype, args.batch, args.tokens,
                                             args.tag_length, path) for path in PATHS}
     return results
 
@@ -265,8 +271,9 @@ def main() -> None:
                "tag_length": args.tag_length, "rounds": args.rounds, "targets": TARGETS}
     print(f"model {args.model}, batch {args.batch} x {args.tokens} tokens, p = {args.tag_length}, "
           f"median of {args.rounds}, {torch.get_num_threads()} threads")
+    folder = model_folder(args.model)
     for dtype in args.dtype:
-        results[dtype] = measure(args, dtype)
+        results[dtype] = measure(args, folder, dtype)
         report(dtype, results[dtype])
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))

@@ -1,12 +1,17 @@
-"""Attention for the trainable suffix that follows a cached frozen prefix.
+"""Attention for gradient passes, where SDPA's fused kernels do work a tag step does not need.
 
-A function-tag step runs a few query positions (the tag, maybe target text) with gradients against the
-keys and values of a long cached prefix. PyTorch's fused attention kernels then compute gradients for
-every key and value, prefix included, after `repeat_kv` has copied the grouped (GQA) heads, and their
-CPU backward is tuned for square shapes: on SmolLM2 it was a third of the whole step in bf16. For that
-case this module computes attention directly, with the query heads of each group stacked so the keys
-and values are never repeated; every other call (prefix passes, full back-propagation, decoding) goes
-to transformers' SDPA unchanged. `use_suffix_attention` registers it on a loaded model.
+transformers' SDPA path copies grouped (GQA) key/value heads with `repeat_kv` and then runs a fused
+kernel whose backward computes gradients for every key and value. Two kinds of gradient pass lose
+by that:
+- a function-tag step: a few query positions (the tag) attend to a long cached prefix whose keys and
+  values need no gradient; the fused CPU backward is tuned for square shapes and was a third of the
+  whole step in bf16 on SmolLM2;
+- any bf16/fp16 gradient pass on a CPU over short sequences (stage 1, LoRA, prompt tuning): the
+  fused CPU backward in bf16 was 30% of a stage-1 step there. (In float32 it is the faster one.)
+For those this module computes softmax(q k^T) v directly, with the query heads of each group stacked
+so that keys and values are never repeated (PyTorch's math kernel repeats them). Every other call
+(passes without gradients, decoding, float32 full sequences, long sequences, full sequences on GPUs)
+goes to transformers' SDPA unchanged. `use_direct_attention` switches a loaded model to it.
 """
 
 from __future__ import annotations
@@ -16,13 +21,27 @@ from transformers import AttentionInterface, PreTrainedModel
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
 
-NAME = "tagllm_suffix_sdpa"
+NAME = "tagllm_sdpa"
+# Largest score matrix (batch x heads x queries x keys) taken the direct way on a CPU: its
+# probabilities are kept for the backward pass, 64 MiB per layer in float32.
+CPU_SCORES_LIMIT = 2**24
 
 
-def is_short_suffix(query: torch.Tensor, key: torch.Tensor) -> bool:
-    """A gradient pass over a few queries after a longer cached prefix."""
-    queries, keys = query.shape[2], key.shape[2]
-    return torch.is_grad_enabled() and queries < keys and queries <= query.shape[-1]
+def takes_direct_path(query: torch.Tensor, key: torch.Tensor) -> bool:
+    """A gradient pass over a few queries after a longer cached prefix, or a small half-precision
+    one on a CPU."""
+    if not torch.is_grad_enabled():
+        return False
+    batch, heads, queries, dim = query.shape
+    short_suffix = queries < key.shape[2] and queries <= dim
+    small_on_cpu = (query.device.type == "cpu" and query.dtype in (torch.bfloat16, torch.float16)
+                    and batch * heads * queries * key.shape[2] <= CPU_SCORES_LIMIT)
+    return short_suffix or small_on_cpu
+
+
+def causal_mask(queries: int, keys: int, device: torch.device) -> torch.Tensor:
+    """Query i (the last `queries` of `keys` positions) sees keys up to its own position. (1, 1, Tq, Tk)"""
+    return torch.ones(queries, keys, dtype=torch.bool, device=device).tril(keys - queries)[None, None]
 
 
 def grouped_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -46,27 +65,30 @@ def grouped_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tenso
     return out.transpose(1, 2).contiguous()
 
 
-def suffix_attention_forward(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor,
+def direct_attention_forward(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor,
                              value: torch.Tensor, attention_mask: torch.Tensor | None,
                              dropout: float = 0.0, scaling: float | None = None, **kwargs
                              ) -> tuple[torch.Tensor, None]:
-    # Without a mask SDPA would align a causal mask top-left; here it must come from the model.
-    usable = (is_short_suffix(query, key) and dropout == 0.0 and kwargs.get("position_bias") is None
-              and attention_mask is not None and attention_mask.dtype == torch.bool)
+    usable = (takes_direct_path(query, key) and dropout == 0.0
+              and kwargs.get("position_bias") is None and kwargs.get("softcap") is None
+              and (attention_mask is None or attention_mask.dtype == torch.bool))
     if not usable:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
                                       scaling=scaling, **kwargs)
+    if attention_mask is None and getattr(module, "is_causal", True) and query.shape[2] > 1:
+        # transformers leaves the mask out when SDPA's own causal flag can stand in for it.
+        attention_mask = causal_mask(query.shape[2], key.shape[2], query.device)
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
     return grouped_attention(query, key, value, attention_mask, scale), None
 
 
 def register() -> None:
-    AttentionInterface.register(NAME, suffix_attention_forward)
+    AttentionInterface.register(NAME, direct_attention_forward)
     ALL_MASK_ATTENTION_FUNCTIONS.register(NAME, sdpa_mask)
 
 
-def use_suffix_attention(model: PreTrainedModel) -> None:
-    """Switch a model that uses SDPA to the suffix-aware variant (others are left as they are)."""
+def use_direct_attention(model: PreTrainedModel) -> None:
+    """Switch a model that uses SDPA to this variant (models on other attention are left alone)."""
     if model.config._attn_implementation != "sdpa":
         return
     register()

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
-from tagllm.attention import use_suffix_attention
+from tagllm.attention import use_direct_attention
 from tagllm.tags import BaseModelInfo
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -39,7 +39,7 @@ def load_frozen_model(path: str | Path, dtype: str = "float32", device: str = "c
     model.to(resolve_device(device))
     model.eval()
     freeze(model)
-    use_suffix_attention(model)
+    use_direct_attention(model)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer

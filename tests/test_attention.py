@@ -1,4 +1,4 @@
-"""Suffix attention: equal to SDPA (values and gradients), taken only where it is meant to be."""
+"""Direct attention: equal to SDPA (values and gradients), taken only where it is meant to be."""
 
 import pytest
 import torch
@@ -44,7 +44,35 @@ def test_grouped_attention_equals_sdpa(dtype, tolerance):
         assert relative_error(got.float(), want.float()) < tolerance
 
 
-def test_loaded_models_use_it_and_it_runs_only_for_short_suffixes(tiny_base, monkeypatch):
+def test_causal_mask_is_aligned_to_the_last_keys():
+    assert attention.causal_mask(2, 4, torch.device("cpu"))[0, 0].tolist() == [
+        [True, True, True, False], [True, True, True, True]]
+
+
+def test_half_precision_full_pass_on_cpu_equals_sdpa(tiny_model_dir, monkeypatch):
+    """bf16 gradient passes over whole prompts take the direct path on CPUs (no mask from the
+    model when nothing is padded, so the causal mask is built here); same result as SDPA."""
+    from tagllm.train import Base
+
+    built = []
+    original = attention.causal_mask
+    monkeypatch.setattr(attention, "causal_mask", lambda *a: built.append(a) or original(*a))
+    base = Base.load(tiny_model_dir, "bfloat16", "cpu")
+    tags, examples = setup(base, ["CCO", "CCN"])  # equal lengths: no padding mask
+    results = []
+    for implementation in (attention.NAME, "sdpa"):
+        base.model.set_attn_implementation(implementation)
+        tags.tags["QED"].grad = None
+        hidden = regression_hidden(base, tags, examples, None, 0)
+        hidden.float().sum().backward()
+        results.append((hidden.float(), tags.tags["QED"].grad.clone()))
+    (ours, our_grad), (theirs, their_grad) = results
+    assert len(built) == base.model.config.num_hidden_layers  # the direct path ran, in every layer
+    assert relative_error(ours, theirs) < 2e-2
+    assert relative_error(our_grad, their_grad) < 5e-2
+
+
+def test_loaded_models_use_it_and_it_runs_only_where_meant(tiny_base, monkeypatch):
     assert tiny_base.model.config._attn_implementation == attention.NAME
     calls = []
     original = attention.grouped_attention
@@ -55,7 +83,7 @@ def test_loaded_models_use_it_and_it_runs_only_for_short_suffixes(tiny_base, mon
     with torch.no_grad():  # no gradients: SDPA
         regression_hidden(tiny_base, tags, examples, PrefixStore(0), 0)
     assert calls == []
-    regression_hidden(tiny_base, tags, examples, None, 0)  # full back-propagation: SDPA
+    regression_hidden(tiny_base, tags, examples, None, 0)  # float32 full back-propagation: SDPA
     assert calls == []
     regression_hidden(tiny_base, tags, examples, PrefixStore(0), 0)  # the tag after a prefix
     layers = tiny_base.model.config.num_hidden_layers
