@@ -19,6 +19,7 @@ import time
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from tagllm.attention import use_direct_attention
 from tagllm.model import freeze
 from tagllm.model_sources import char_tokenizer
 from tagllm.objectives import PrefixStore, lm_loss, regression_hidden
@@ -41,6 +42,7 @@ def build(shape: str, device: str) -> Base:
         model = LlamaForCausalLM(config).to(dtype)
     model.eval()
     freeze(model)
+    use_direct_attention(model)  # as load_frozen_model does
     tokenizer = char_tokenizer()
     info = BaseModelInfo(f"random-{shape}", config.hidden_size, config.vocab_size)
     return Base(model, tokenizer, info)

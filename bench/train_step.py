@@ -2,7 +2,7 @@
 
     python bench/train_step.py [--model results/models/smollm2_135m_instruct | --model tiny]
                                [--dtype float32 bfloat16] [--batch 8] [--tokens 128] [--rounds 5]
-                               [--json out.json]
+                               [--compare-attention] [--no-rss] [--json out.json]
 
 Paths (batch B x T tokens of prompt, then a p-row function tag at the end; a p-row domain tag first):
 - forward:        a no-grad forward of the batch (the floor a function-tag step is compared with)
@@ -14,6 +14,8 @@ Paths (batch B x T tokens of prompt, then a p-row function tag at the end; a p-r
                   plus a regression head on the last hidden state
 - domain_tag:     ours, stage 1: `<tag> text`, next-token loss, logits only at text positions
 - peft_prompt_ce: PEFT prompt tuning with the LM loss on the same batch
+Ours run on tagllm.attention (as every model tagllm loads); `--compare-attention` also times
+function_tag_cached, full_backprop and domain_tag with transformers' plain SDPA.
 Ratios are ours / theirs; grad_rel_err compares cached-prefix and full-backprop tag gradients.
 Peak RSS per path is measured in a fresh process per path.
 
@@ -36,6 +38,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from tagllm import attention
 from tagllm.batching import collate
 from tagllm.forward import full_hidden
 from tagllm.objectives import PrefixStore, lm_loss, regression_hidden
@@ -91,7 +94,7 @@ class Setup:
         self.tags.set_trainable("QED", function_only)
 
 
-def step_functions(setup: Setup) -> dict:
+def step_functions(setup: Setup, with_peft: bool = True) -> dict:
     base, tags, head = setup.base, setup.tags, setup.head
     kept = PrefixStore(10**12)
 
@@ -116,7 +119,8 @@ def step_functions(setup: Setup) -> dict:
         "full_backprop": lambda: regression_step(None),
         "domain_tag": domain_tag,
     }
-    steps.update(peft_steps(setup, setup.folder, setup.dtype))
+    if with_peft:
+        steps.update(peft_steps(setup, setup.folder, setup.dtype))
     return steps
 
 
@@ -166,7 +170,7 @@ def _peak_rss_child(model: str, dtype: str, batch: int, tokens: int, p: int, pat
     import threading
 
     setup = Setup(model, dtype, batch, tokens, p)
-    step = step_functions(setup)[path]
+    step = step_functions(setup, with_peft=path.startswith("peft"))[path]
     gc.collect()
     baseline = current_rss_mb()
     peak, running = [baseline], [True]
@@ -197,6 +201,21 @@ def peak_rss(model: str, dtype: str, batch: int, tokens: int, p: int, path: str)
     return {"peak_rss_mb": peak, "step_rss_increase_mb": peak - baseline}
 
 
+# Paths also timed with transformers' plain SDPA in place of tagllm.attention (`--compare-attention`).
+ATTENTION_COMPARED = ("function_tag_cached", "full_backprop", "domain_tag")
+
+
+def with_plain_sdpa(model, step):
+    """`step` run with the model switched to transformers' SDPA, then switched back."""
+    def run() -> None:
+        model.set_attn_implementation("sdpa")
+        try:
+            step()
+        finally:
+            model.set_attn_implementation(attention.NAME)
+    return run
+
+
 TARGETS = {"function_tag_vs_forward": 1.3, "function_tag_vs_full_backprop": 0.6,
            "function_tag_vs_peft": 0.4, "domain_tag_vs_peft": 1.0, "grad_rel_err": 1e-5}
 
@@ -205,6 +224,9 @@ def measure(args: argparse.Namespace, folder: str, dtype: str) -> dict:
     """Every path timed in one setting (weights in `dtype`), interleaved, median of the rounds."""
     setup = Setup(folder, dtype, args.batch, args.tokens, args.tag_length)
     steps = step_functions(setup)
+    if args.compare_attention:
+        steps.update({f"{name}@sdpa": with_plain_sdpa(setup.base.model, steps[name])
+                      for name in ATTENTION_COMPARED})
     for step in steps.values():  # warm-up (and fills the kept prefix cache)
         step()
     times: dict[str, list[float]] = {name: [] for name in steps}
@@ -227,6 +249,9 @@ def measure(args: argparse.Namespace, folder: str, dtype: str) -> dict:
         "domain_tag_vs_peft": median["domain_tag"] / median["peft_prompt_ce"],
         "grad_rel_err": gradient_error(setup),
     }
+    if args.compare_attention:  # > 1: tagllm.attention is faster than plain SDPA
+        results["plain_sdpa_vs_ours"] = {name: median[f"{name}@sdpa"] / median[name]
+                                         for name in ATTENTION_COMPARED}
     if not args.no_rss:
         results["memory"] = {path: peak_rss(folder, dtype, args.batch, args.tokens,
                                             args.tag_length, path) for path in PATHS}
@@ -251,6 +276,8 @@ def report(dtype: str, results: dict) -> None:
     print(f"  {'function_tag_vs_peft_two_epochs':32s} "
           f"{results['function_tag_vs_peft_two_epochs']:.3g}  (mean step over 2 epochs, cache kept)")
     print(f"  {'peft_vs_forward':32s} {results['peft_vs_forward']:.3g}  (PEFT's step in forwards)")
+    for name, ratio in results.get("plain_sdpa_vs_ours", {}).items():
+        print(f"  {name + ' plain SDPA / ours':32s} {ratio:.3g}  (tagllm.attention's gain)")
 
 
 def main() -> None:
@@ -264,6 +291,8 @@ def main() -> None:
     parser.add_argument("--tag-length", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds (median)")
     parser.add_argument("--no-rss", action="store_true", help="skip the per-path memory runs")
+    parser.add_argument("--compare-attention", action="store_true",
+                        help="also time " + ", ".join(ATTENTION_COMPARED) + " with plain SDPA")
     parser.add_argument("--json", default="", help="also write the results here")
     args = parser.parse_args()
 

@@ -23,8 +23,8 @@ from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
 
 NAME = "tagllm_sdpa"
 # Largest score matrix (batch x heads x queries x keys) taken the direct way on a CPU: its
-# probabilities are kept for the backward pass, 64 MiB per layer in float32.
-CPU_SCORES_LIMIT = 2**24
+# probabilities are kept for the backward pass (24 MiB per layer at this size, float32 + bf16).
+CPU_SCORES_LIMIT = 2**22
 
 
 def takes_direct_path(query: torch.Tensor, key: torch.Tensor) -> bool:

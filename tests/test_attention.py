@@ -88,3 +88,14 @@ def test_loaded_models_use_it_and_it_runs_only_where_meant(tiny_base, monkeypatc
     regression_hidden(tiny_base, tags, examples, PrefixStore(0), 0)  # the tag after a prefix
     layers = tiny_base.model.config.num_hidden_layers
     assert len(calls) == layers and all(shape[2] == 3 for shape in calls)  # 3 tag rows
+
+
+def test_long_half_precision_passes_keep_sdpa(monkeypatch):
+    query = torch.zeros(1, 2, 4, 8, dtype=torch.bfloat16)
+    assert attention.takes_direct_path(query, query)
+    monkeypatch.setattr(attention, "CPU_SCORES_LIMIT", 2 * 4 * 4 - 1)  # one element too many
+    assert not attention.takes_direct_path(query, query)
+    assert not attention.takes_direct_path(query.float(), query.float())  # float32: SDPA
+    with torch.no_grad():
+        assert not attention.takes_direct_path(query[:, :, :1], query)  # no gradients: SDPA
+    assert attention.takes_direct_path(query.float()[:, :, :1], query.float())  # short suffix
