@@ -75,7 +75,9 @@ def direct_attention_forward(module: torch.nn.Module, query: torch.Tensor, key: 
     if not usable:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
                                       scaling=scaling, **kwargs)
-    if attention_mask is None and getattr(module, "is_causal", True) and query.shape[2] > 1:
+    is_causal = kwargs.get("is_causal")
+    is_causal = getattr(module, "is_causal", True) if is_causal is None else is_causal
+    if attention_mask is None and is_causal and query.shape[2] > 1:
         # transformers leaves the mask out when SDPA's own causal flag can stand in for it.
         attention_mask = causal_mask(query.shape[2], key.shape[2], query.device)
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5

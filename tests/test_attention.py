@@ -99,3 +99,17 @@ def test_long_half_precision_passes_keep_sdpa(monkeypatch):
     with torch.no_grad():
         assert not attention.takes_direct_path(query[:, :, :1], query)  # no gradients: SDPA
     assert attention.takes_direct_path(query.float()[:, :, :1], query.float())  # short suffix
+
+
+@pytest.mark.parametrize("is_causal", [True, False])
+def test_missing_mask_follows_the_causal_flag(is_causal):
+    torch.manual_seed(0)
+    query = torch.randn(2, 4, 5, 8, dtype=torch.bfloat16, requires_grad=True)
+    key, value = (torch.randn(2, 2, 5, 8, dtype=torch.bfloat16) for _ in range(2))
+    module = torch.nn.Module()
+    module.num_key_value_groups = 2
+    ours, _ = attention.direct_attention_forward(module, query, key, value, None,
+                                                 is_causal=is_causal)
+    mask = attention.causal_mask(5, 5, torch.device("cpu")) if is_causal else None
+    theirs = reference(query, key, value, mask, 8 ** -0.5)
+    assert relative_error(ours.float(), theirs.float()) < 2e-2
