@@ -89,19 +89,23 @@ class Setup:
         readout = max(i for i, slot in enumerate(slots) if slot != NO_SLOT)
         return Encoded(tuple(ids), tuple(slots), readout, len(ids))
 
+    def regression_loss(self, hidden: torch.Tensor) -> torch.Tensor:
+        """MSE of the head read from `hidden` (B, d) against the batch's targets."""
+        return F.mse_loss(self.head(hidden.float()).squeeze(-1), self.targets)
+
     def trainable(self, function_only: bool) -> None:
         self.tags.set_trainable("SMILES", not function_only)
         self.tags.set_trainable("QED", function_only)
 
 
 def step_functions(setup: Setup, with_peft: bool = True) -> dict:
-    base, tags, head = setup.base, setup.tags, setup.head
+    base, tags = setup.base, setup.tags
     kept = PrefixStore(10**12)
 
     def regression_step(store) -> None:
         setup.trainable(function_only=True)
-        hidden = regression_hidden(base, tags, setup.function_examples, store, 0)
-        F.mse_loss(head(hidden.float()).squeeze(-1), setup.targets).backward()
+        setup.regression_loss(regression_hidden(base, tags, setup.function_examples, store, 0)
+                              ).backward()
 
     def forward() -> None:
         with torch.no_grad():
@@ -120,11 +124,11 @@ def step_functions(setup: Setup, with_peft: bool = True) -> dict:
         "domain_tag": domain_tag,
     }
     if with_peft:
-        steps.update(peft_steps(setup, setup.folder, setup.dtype))
+        steps.update(peft_steps(setup))
     return steps
 
 
-def peft_steps(setup: Setup, folder: str, dtype: str) -> dict:
+def peft_steps(setup: Setup) -> dict:
     """PEFT as its documentation uses it: the model loaded by transformers as it comes (its own
     SDPA attention, not ours), wrapped by `get_peft_model`."""
     from peft import PromptTuningConfig, PromptTuningInit, TaskType, get_peft_model
@@ -132,14 +136,13 @@ def peft_steps(setup: Setup, folder: str, dtype: str) -> dict:
 
     config = PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=setup.p,
                                 prompt_tuning_init=PromptTuningInit.RANDOM)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(folder, dtype=dtype), config)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(setup.folder, dtype=setup.dtype), config)
     ids = setup.ids
     mask = torch.ones_like(ids)
 
     def regression() -> None:
         out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
-        hidden = out.hidden_states[-1][:, -1]
-        F.mse_loss(setup.head(hidden.float()).squeeze(-1), setup.targets).backward()
+        setup.regression_loss(out.hidden_states[-1][:, -1]).backward()
 
     def causal_lm() -> None:
         model(input_ids=ids, attention_mask=mask, labels=ids).loss.backward()
@@ -152,10 +155,10 @@ def gradient_error(setup: Setup) -> float:
     grads = []
     for store in (None, PrefixStore(0)):
         setup.tags.tags["QED"].grad = None
-        hidden = regression_hidden(setup.base, setup.tags, setup.function_examples, store, 0)
-        F.mse_loss(setup.head(hidden.float()).squeeze(-1), setup.targets).backward()
+        setup.regression_loss(regression_hidden(setup.base, setup.tags, setup.function_examples,
+                                                store, 0)).backward()
         grads.append(setup.tags.tags["QED"].grad.clone())
-    return ((grads[1] - grads[0]).float().norm() / grads[0].float().norm()).item()
+    return ((grads[1] - grads[0]).norm() / grads[0].norm()).item()
 
 
 def current_rss_mb() -> float:

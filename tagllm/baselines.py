@@ -67,7 +67,7 @@ def train_baseline(model_dir: str | Path, method_name: str, task_name: str,
     groups, named = [], {}
     if head is not None:
         groups.append({"params": list(head.parameters()), "lr": config.head_lr or config.lr})
-        named.update({f"head.{n}": v for n, v in head.linear.named_parameters()})
+        named.update(head.linear.named_parameters(prefix="head"))
     adapter = None
     if method.trainer == "adapter":
         from tagllm.adapters import Adapter  # imports peft (seconds): only where it is used

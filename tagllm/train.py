@@ -266,7 +266,7 @@ def train_function_tag(model_dir: str | Path, task_name: str, data_path: str | P
     named = {f"tag.{k}": v for k, v in tags.tags.items() if v.requires_grad}
     if head is not None:
         groups.append({"params": list(head.parameters()), "lr": config.head_lr or config.lr})
-        named.update({f"head.{n}": v for n, v in head.linear.named_parameters()})
+        named.update(head.linear.named_parameters(prefix="head"))
     metrics = optimise(groups, named, len(batches), step_loss,
                        _batch_order(len(batches), config.seed), config, out_dir,
                        checkpoint.fingerprint(dict(
@@ -314,11 +314,10 @@ def _enrichment(base: Base, tags: TagTable, enriched: list[str], data: dict[str,
 
 
 def new_head(base: Base, labels: torch.Tensor, config: TrainConfig) -> RegressionHead:
+    mean, std = 0.0, 1.0
     if config.standardize_labels:
-        std = float(labels.std()) if len(labels) > 1 else 1.0
-        head = RegressionHead(base.info.hidden_size, 1, float(labels.mean()), std or 1.0,
-                              bias=config.head_bias)
-    else:
-        head = RegressionHead(base.info.hidden_size, 1, bias=config.head_bias)
+        mean = float(labels.mean())
+        std = (float(labels.std()) if len(labels) > 1 else 1.0) or 1.0
+    head = RegressionHead(base.info.hidden_size, 1, mean, std, bias=config.head_bias)
     head.initialise(config.head_init, base.embeddings())
     return head
