@@ -10,10 +10,11 @@ Paths (batch B x T tokens of prompt, then a p-row function tag at the end; a p-r
                   regression head at the last tag position
 - function_tag_cached: the same step when the prefix cache is kept from an earlier epoch
 - full_backprop:  the same loss and gradients by back-propagation through the whole input
-- peft_prompt:    PEFT prompt tuning (p virtual tokens, PromptTuningConfig, as PEFT documents it)
-                  plus a regression head on the last hidden state
+- peft_prompt:    PEFT prompt tuning (PromptTuningConfig, as PEFT documents it) plus a regression
+                  head on the last hidden state; 2p virtual tokens, the total tag length of the
+                  prompt (the paper's prompt-tuning baseline), so its sequence is as long as ours
 - domain_tag:     ours, stage 1: `<tag> text`, next-token loss, logits only at text positions
-- peft_prompt_ce: PEFT prompt tuning with the LM loss on the same batch
+- peft_prompt_ce: PEFT prompt tuning (p virtual tokens) with the LM loss on the same batch
 Ours run on tagllm.attention (as every model tagllm loads); `--compare-attention` also times
 function_tag_cached, full_backprop and domain_tag with transformers' plain SDPA.
 Ratios are ours / theirs; grad_rel_err compares cached-prefix and full-backprop tag gradients.
@@ -98,7 +99,10 @@ class Setup:
         self.tags.set_trainable("QED", function_only)
 
 
-def step_functions(setup: Setup, with_peft: bool = True) -> dict:
+PEFT_PATHS = ("peft_prompt", "peft_prompt_ce")
+
+
+def step_functions(setup: Setup, peft_paths: tuple[str, ...] = PEFT_PATHS) -> dict:
     base, tags = setup.base, setup.tags
     kept = PrefixStore(10**12)
 
@@ -123,31 +127,35 @@ def step_functions(setup: Setup, with_peft: bool = True) -> dict:
         "full_backprop": lambda: regression_step(None),
         "domain_tag": domain_tag,
     }
-    if with_peft:
-        steps.update(peft_steps(setup))
+    steps.update({path: peft_step(setup, path) for path in peft_paths})
     return steps
 
 
-def peft_steps(setup: Setup) -> dict:
-    """PEFT as its documentation uses it: the model loaded by transformers as it comes (its own
-    SDPA attention, not ours), wrapped by `get_peft_model`."""
+def peft_step(setup: Setup, path: str):
+    """PEFT prompt tuning as its documentation uses it: the model loaded by transformers as it
+    comes (its own SDPA attention, not ours), wrapped by `get_peft_model`. Virtual tokens = the
+    total tag length of the prompt it stands in for, as the paper's baseline: 2p for the
+    regression step (domain + function tag), p for the LM step (domain tag)."""
     from peft import PromptTuningConfig, PromptTuningInit, TaskType, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    config = PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=setup.p,
+    regression = path == "peft_prompt"
+    config = PromptTuningConfig(task_type=TaskType.CAUSAL_LM,
+                                num_virtual_tokens=setup.p * (2 if regression else 1),
                                 prompt_tuning_init=PromptTuningInit.RANDOM)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(setup.folder, dtype=setup.dtype), config)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(setup.folder, dtype=setup.dtype),
+                           config)
     ids = setup.ids
     mask = torch.ones_like(ids)
 
-    def regression() -> None:
+    def regression_step() -> None:
         out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
         setup.regression_loss(out.hidden_states[-1][:, -1]).backward()
 
-    def causal_lm() -> None:
+    def causal_lm_step() -> None:
         model(input_ids=ids, attention_mask=mask, labels=ids).loss.backward()
 
-    return {"peft_prompt": regression, "peft_prompt_ce": causal_lm}
+    return regression_step if regression else causal_lm_step
 
 
 def gradient_error(setup: Setup) -> float:
@@ -173,7 +181,7 @@ def _peak_rss_child(model: str, dtype: str, batch: int, tokens: int, p: int, pat
     import threading
 
     setup = Setup(model, dtype, batch, tokens, p)
-    step = step_functions(setup, with_peft=path.startswith("peft"))[path]
+    step = step_functions(setup, tuple(p for p in PEFT_PATHS if p == path))[path]
     gc.collect()
     baseline = current_rss_mb()
     peak, running = [baseline], [True]

@@ -5,6 +5,11 @@ attention is causal, so the prefix's keys and values do not depend on what follo
 the prefix once without gradients and keeps its KV cache; `forward_suffix` runs only the trainable tag
 (and any target tokens) with gradients, attending to that cache. The gradients equal those of full
 back-propagation (tests check it), at a fraction of the cost.
+
+The prompts of one task start alike (template text and a frozen domain tag, such as "# # Input: The
+SMILES of the molecule is <SMILES>"), and those leading positions have the same keys and values in every
+example. `split_batch` finds that common start; `encode_prefix` runs it once for the whole batch and
+only the rest of each prefix per example.
 """
 
 from __future__ import annotations
@@ -45,14 +50,29 @@ class PrefixCache:
 
 
 @torch.no_grad()
-def encode_prefix(model: PreTrainedModel, tag_rows: torch.Tensor, batch: Batch) -> PrefixCache:
-    """Run frozen prefixes once, without gradients, and keep their KV cache."""
-    embeds = splice_tags(model.get_input_embeddings(), tag_rows.detach(), batch.input_ids,
-                         batch.slots)
-    out = decoder(model)(inputs_embeds=embeds, attention_mask=batch.attention_mask,
-                         position_ids=batch.position_ids, use_cache=True)
+def encode_prefix(model: PreTrainedModel, tag_rows: torch.Tensor, batch: Batch,
+                  shared: Batch | None = None) -> PrefixCache:
+    """Run frozen prefixes once, without gradients, and keep their KV cache. `shared` (one row) is
+    a start common to every prefix of `batch`, which then holds only the rest of each: it runs once
+    and its keys/values head every row of the cache."""
+    rows = tag_rows.detach()
+    mask, positions, cache = batch.attention_mask, batch.position_ids, None
+    if shared is not None:
+        start = decoder(model)(inputs_embeds=splice_tags(model.get_input_embeddings(), rows,
+                                                         shared.input_ids, shared.slots),
+                               attention_mask=shared.attention_mask,
+                               position_ids=shared.position_ids, use_cache=True)
+        n, width = batch.input_ids.shape[0], shared.input_ids.shape[1]
+        cache = DynamicCache(ddp_cache_data=[(layer[0].expand(n, -1, -1, -1),
+                                              layer[1].expand(n, -1, -1, -1))
+                                             for layer in start.cache])
+        mask = torch.cat([shared.attention_mask.expand(n, -1), mask], dim=1)
+        positions = positions + width
+    embeds = splice_tags(model.get_input_embeddings(), rows, batch.input_ids, batch.slots)
+    out = decoder(model)(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
+                         cache=cache, use_cache=True)
     kv = [(layer[0], layer[1]) for layer in out.cache]
-    return PrefixCache(kv, batch.attention_mask, batch.attention_mask.sum(dim=1))
+    return PrefixCache(kv, mask, mask.sum(dim=1))
 
 
 def forward_suffix(model: PreTrainedModel, tag_rows: torch.Tensor, prefix: PrefixCache,
@@ -79,23 +99,53 @@ def split_at(example: Encoded, position: int) -> tuple[Encoded, Encoded]:
     return prefix, suffix
 
 
+# A common start is run on its own only when it saves at least this many positions: below that, the
+# extra pass's fixed cost (one call through every layer) outweighs what it saves.
+MIN_SHARED_SAVING = 16
+
+
+def common_start(examples: Sequence[Encoded]) -> int:
+    """How many leading positions (ids and tag slots) all examples share, leaving each at least one
+    position of its own."""
+    first = examples[0]
+    limit = min(len(e) for e in examples) - 1
+    length = 0
+    while length < limit and all(e.ids[length] == first.ids[length]
+                                 and e.slots[length] == first.slots[length] for e in examples):
+        length += 1
+    return length
+
+
 @dataclass
 class SplitBatch:
-    """A batch cut where its first trainable tag starts: a left-padded prefix, a right-padded suffix."""
+    """A batch cut where its first trainable tag starts: the prefixes' common start (one row, or
+    None), the rest of each prefix left-padded, and the suffixes right-padded."""
 
+    shared: Batch | None
     prefix: Batch
     suffix: Batch
     suffix_examples: list[Encoded]
 
 
-def split_batch(examples: Sequence[Encoded], trainable_rows: set[int], pad_id: int) -> SplitBatch:
-    """Split each example before its first trainable tag row; every prefix must be non-empty."""
+def split_batch(examples: Sequence[Encoded], trainable_rows: set[int], pad_id: int,
+                min_shared_saving: int | None = None) -> SplitBatch:
+    """Split each example before its first trainable tag row (every prefix must be non-empty), and
+    take the prefixes' common start apart when that saves at least `min_shared_saving` positions
+    (default MIN_SHARED_SAVING)."""
+    if min_shared_saving is None:
+        min_shared_saving = MIN_SHARED_SAVING
     prefixes, suffixes = [], []
     for example in examples:
         prefix, suffix = split_at(example, example.first_slot_of(trainable_rows))
         prefixes.append(prefix)
         suffixes.append(suffix)
-    return SplitBatch(collate(prefixes, pad_id, "left"), collate(suffixes, pad_id, "right"), suffixes)
+    shared_length = common_start(prefixes)
+    shared = None
+    if shared_length and (len(prefixes) - 1) * shared_length >= min_shared_saving:
+        shared = collate([split_at(prefixes[0], shared_length)[0]], pad_id, "left")
+        prefixes = [split_at(prefix, shared_length)[1] for prefix in prefixes]
+    return SplitBatch(shared, collate(prefixes, pad_id, "left"), collate(suffixes, pad_id, "right"),
+                      suffixes)
 
 
 def readout_index(examples: Sequence[Encoded], batch: Batch) -> torch.Tensor:

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from tagllm.batching import Batch, collate
 from tagllm.forward import (
     PrefixCache,
+    SplitBatch,
     encode_prefix,
     forward_suffix,
     full_hidden,
@@ -52,15 +53,16 @@ def _hidden(base, tags, examples: list[Encoded], store: PrefixStore | None, inde
         batch = collate(examples, pad, side).to(base.device)
         return full_hidden(base.model, rows, batch), batch, list(examples)
     split = split_batch(examples, tags.trainable_rows(), pad)
-    prefix = store.get(index, lambda: _encode_prefix(base, rows, split.prefix.to(base.device)))
+    prefix = store.get(index, lambda: _encode_prefix(base, rows, split))
     suffix = split.suffix.to(base.device)
     return forward_suffix(base.model, rows, prefix, suffix), suffix, split.suffix_examples
 
 
-def _encode_prefix(base, rows: torch.Tensor, batch: Batch) -> PrefixCache:
+def _encode_prefix(base, rows: torch.Tensor, split: SplitBatch) -> PrefixCache:
     """The prefix pass (no gradients) in the inference precision, its cache in the model's dtype."""
+    shared = split.shared.to(base.device) if split.shared is not None else None
     with base.inference_autocast():
-        cache = encode_prefix(base.model, rows, batch)
+        cache = encode_prefix(base.model, rows, split.prefix.to(base.device), shared)
     dtype = base.embeddings().dtype
     cache.kv = [(k.to(dtype), v.to(dtype)) for k, v in cache.kv]
     return cache

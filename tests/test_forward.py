@@ -1,9 +1,11 @@
 """The cached frozen prefix gives the same hidden states and gradients as full back-propagation."""
 
+import pytest
 import torch
 
+from tagllm import forward
 from tagllm.batching import collate
-from tagllm.forward import full_hidden, gather_positions, readout_index
+from tagllm.forward import common_start, full_hidden, gather_positions, readout_index, split_batch
 from tagllm.objectives import PrefixStore, regression_hidden
 from tagllm.tags import TagTable
 
@@ -73,3 +75,39 @@ def test_padding_side_does_not_change_readout(tiny_base):
     alone = [full_hidden(tiny_base.model, rows, collate([e], 0))[0, -1] for e in examples]
     assert relative_error(outputs[0], outputs[1]) < 1e-5
     assert relative_error(outputs[0], torch.stack(alone)) < 1e-5
+
+
+def test_common_start_compares_ids_and_slots_and_leaves_each_a_position():
+    from tagllm.prompts import Encoded
+
+    def encoded(ids, slots):
+        return Encoded(tuple(ids), tuple(slots), len(ids) - 1, len(ids))
+
+    a = encoded([5, 0, 0, 7, 8], [-1, 0, 1, -1, -1])
+    assert common_start([a, encoded([5, 0, 0, 7, 9], [-1, 0, 1, -1, -1])]) == 4
+    assert common_start([a, encoded([5, 0, 0, 7, 8], [-1, 0, 2, -1, -1])]) == 2  # other tag row
+    assert common_start([a, encoded([5, 0, 0], [-1, 0, 1])]) == 2  # the shorter keeps one
+    assert common_start([a]) == 4
+    assert common_start([a, encoded([6, 0], [-1, 0])]) == 0
+
+
+@pytest.mark.parametrize("min_saving", [0, 10**6])
+def test_common_start_run_once_matches_full_backprop(tiny_base, monkeypatch, min_saving):
+    monkeypatch.setattr(forward, "MIN_SHARED_SAVING", min_saving)
+    tags, examples = setup(tiny_base, ["CCO", "c1ccccc1C(=O)O", "N", "CCN"])
+    split = split_batch(examples, tags.trainable_rows(), tiny_base.tokenizer.pad_token_id)
+    assert (split.shared is not None) == (min_saving == 0)
+    if split.shared is not None:  # "In: ", the SMILES tag's 4 rows and " ", once for the batch
+        shared = len("In: ") + 4 + len(" ")
+        assert split.shared.input_ids.shape == (1, shared)
+        assert split.prefix.input_ids.shape[1] == max(len(e) for e in examples) - shared - 3
+    weights = torch.randn(tiny_base.info.hidden_size)
+    results = []
+    for store in (None, PrefixStore(0)):
+        hidden = regression_hidden(tiny_base, tags, examples, store, 0)
+        (hidden @ weights).sum().backward()
+        results.append((hidden.detach(), tags.tags["QED"].grad.clone()))
+        tags.tags["QED"].grad = None
+    (full, full_grad), (cached, cached_grad) = results
+    assert relative_error(cached, full) < 1e-5
+    assert relative_error(cached_grad, full_grad) < 1e-5

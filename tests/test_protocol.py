@@ -76,10 +76,13 @@ def test_translate_trains_on_target_text_with_language_tags(tiny_model_dir, tmp_
     assert metrics["loss_curve"][-1]["loss"] < metrics["loss_curve"][0]["loss"]
 
 
-def test_generation_loss_cached_equals_full(tiny_base):
+@pytest.mark.parametrize("min_shared_saving", [0, 10**6])  # "<EN>" run once for the batch, or not
+def test_generation_loss_cached_equals_full(tiny_base, monkeypatch, min_shared_saving):
+    from tagllm import forward
     from tagllm.objectives import PrefixStore, generation_loss
     from tagllm.tags import TagTable
 
+    monkeypatch.setattr(forward, "MIN_SHARED_SAVING", min_shared_saving)
     tags = TagTable(tiny_base.info)
     for name in ("EN", "FR"):
         tags.add_new(name, "domain", 1, 3, tiny_base.embeddings(), run="t")
