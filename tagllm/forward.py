@@ -29,12 +29,22 @@ def decoder(model: PreTrainedModel) -> torch.nn.Module:
     return model.base_model
 
 
+def run_decoder(model: PreTrainedModel, tag_rows: torch.Tensor, batch: Batch,
+                attention_mask: torch.Tensor | None = None, position_ids: torch.Tensor | None = None,
+                cache: DynamicCache | None = None, use_cache: bool = False):
+    """The decoder over `batch` with its tag slots filled from `tag_rows`; the mask and positions
+    are the batch's unless given (a batch that continues a cache)."""
+    embeds = splice_tags(model.get_input_embeddings(), tag_rows, batch.input_ids, batch.slots)
+    return decoder(model)(
+        inputs_embeds=embeds,
+        attention_mask=batch.attention_mask if attention_mask is None else attention_mask,
+        position_ids=batch.position_ids if position_ids is None else position_ids,
+        cache=cache, use_cache=use_cache)
+
+
 def full_hidden(model: PreTrainedModel, tag_rows: torch.Tensor, batch: Batch) -> torch.Tensor:
     """Final hidden states of the whole batch. (B, T, d)"""
-    embeds = splice_tags(model.get_input_embeddings(), tag_rows, batch.input_ids, batch.slots)
-    out = decoder(model)(inputs_embeds=embeds, attention_mask=batch.attention_mask,
-                         position_ids=batch.position_ids, use_cache=False)
-    return out.last_hidden_state
+    return run_decoder(model, tag_rows, batch).last_hidden_state
 
 
 @dataclass
@@ -58,19 +68,14 @@ def encode_prefix(model: PreTrainedModel, tag_rows: torch.Tensor, batch: Batch,
     rows = tag_rows.detach()
     mask, positions, cache = batch.attention_mask, batch.position_ids, None
     if shared is not None:
-        start = decoder(model)(inputs_embeds=splice_tags(model.get_input_embeddings(), rows,
-                                                         shared.input_ids, shared.slots),
-                               attention_mask=shared.attention_mask,
-                               position_ids=shared.position_ids, use_cache=True)
+        start = run_decoder(model, rows, shared, use_cache=True)
         n, width = batch.input_ids.shape[0], shared.input_ids.shape[1]
         cache = DynamicCache(ddp_cache_data=[(layer[0].expand(n, -1, -1, -1),
                                               layer[1].expand(n, -1, -1, -1))
                                              for layer in start.cache])
         mask = torch.cat([shared.attention_mask.expand(n, -1), mask], dim=1)
         positions = positions + width
-    embeds = splice_tags(model.get_input_embeddings(), rows, batch.input_ids, batch.slots)
-    out = decoder(model)(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
-                         cache=cache, use_cache=True)
+    out = run_decoder(model, rows, batch, mask, positions, cache, use_cache=True)
     kv = [(layer[0], layer[1]) for layer in out.cache]
     return PrefixCache(kv, mask, mask.sum(dim=1))
 
@@ -81,12 +86,10 @@ def forward_suffix(model: PreTrainedModel, tag_rows: torch.Tensor, prefix: Prefi
     # A fresh cache object per call: DynamicCache appends by concatenation, so the stored prefix
     # tensors are never modified and can be reused across epochs.
     cache = DynamicCache(ddp_cache_data=prefix.kv)
-    embeds = splice_tags(model.get_input_embeddings(), tag_rows, suffix.input_ids, suffix.slots)
     mask = torch.cat([prefix.attention_mask, suffix.attention_mask], dim=1)  # (B, T_p + T_s)
     positions = prefix.lengths.unsqueeze(1) + suffix.position_ids  # (B, T_s)
-    out = decoder(model)(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
-                         cache=cache, use_cache=True)
-    return out.last_hidden_state
+    return run_decoder(model, tag_rows, suffix, mask, positions, cache, use_cache=True
+                       ).last_hidden_state
 
 
 def split_at(example: Encoded, position: int) -> tuple[Encoded, Encoded]:
