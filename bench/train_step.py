@@ -17,7 +17,8 @@ Paths (batch B x T tokens of prompt, then a p-row function tag at the end; a p-r
 - peft_prompt_ce: PEFT prompt tuning (p virtual tokens) with the LM loss on the same batch
 Ours run on tagllm.attention (as every model tagllm loads); `--compare-attention` also times
 function_tag_cached, full_backprop and domain_tag with transformers' plain SDPA.
-Ratios are ours / theirs; grad_rel_err compares cached-prefix and full-backprop tag gradients.
+Ratios are ours / theirs, each the median over rounds of the ratio within a round (the paths of a
+round run back to back); grad_rel_err compares cached-prefix and full-backprop tag gradients.
 Peak RSS per path is measured in a fresh process per path.
 
 Each `--dtype` is one setting in which every path runs with the base model's weights in that dtype
@@ -247,21 +248,30 @@ def measure(args: argparse.Namespace, folder: str, dtype: str) -> dict:
             step()
             times[name].append(time.perf_counter() - started)
     median = {name: statistics.median(values) for name, values in times.items()}
+
+    def ratio(numerator: str, denominator: str) -> float:
+        """Median over rounds of the ratio within each round: both paths ran back to back, so a
+        slow spell of the machine that spans a round cancels out."""
+        return statistics.median(a / b for a, b in zip(times[numerator], times[denominator],
+                                                       strict=True))
+
+    two_epochs = [(a + b) / 2 / c for a, b, c in zip(times["function_tag"],
+                                                     times["function_tag_cached"],
+                                                     times["peft_prompt"], strict=True)]
     results = {
         "median_s": median,
-        "function_tag_vs_forward": median["function_tag"] / median["forward"],
-        "function_tag_vs_full_backprop": median["function_tag"] / median["full_backprop"],
-        "function_tag_vs_peft": median["function_tag"] / median["peft_prompt"],
-        "function_tag_cached_vs_forward": median["function_tag_cached"] / median["forward"],
+        "function_tag_vs_forward": ratio("function_tag", "forward"),
+        "function_tag_vs_full_backprop": ratio("function_tag", "full_backprop"),
+        "function_tag_vs_peft": ratio("function_tag", "peft_prompt"),
+        "function_tag_cached_vs_forward": ratio("function_tag_cached", "forward"),
         # Mean step over two epochs when the prefix cache is kept (the embedded default's case).
-        "function_tag_vs_peft_two_epochs": (median["function_tag"] + median["function_tag_cached"])
-        / 2 / median["peft_prompt"],
-        "peft_vs_forward": median["peft_prompt"] / median["forward"],
-        "domain_tag_vs_peft": median["domain_tag"] / median["peft_prompt_ce"],
+        "function_tag_vs_peft_two_epochs": statistics.median(two_epochs),
+        "peft_vs_forward": ratio("peft_prompt", "forward"),
+        "domain_tag_vs_peft": ratio("domain_tag", "peft_prompt_ce"),
         "grad_rel_err": gradient_error(setup),
     }
     if args.compare_attention:  # > 1: tagllm.attention is faster than plain SDPA
-        results["plain_sdpa_vs_ours"] = {name: median[f"{name}@sdpa"] / median[name]
+        results["plain_sdpa_vs_ours"] = {name: ratio(f"{name}@sdpa", name)
                                          for name in ATTENTION_COMPARED}
     if not args.no_rss:
         results["memory"] = {path: peak_rss(folder, dtype, args.batch, args.tokens,
