@@ -182,7 +182,7 @@ def _peak_rss_child(model: str, dtype: str, batch: int, tokens: int, p: int, pat
     import threading
 
     setup = Setup(model, dtype, batch, tokens, p)
-    step = step_functions(setup, tuple(p for p in PEFT_PATHS if p == path))[path]
+    step = step_functions(setup, (path,) if path in PEFT_PATHS else ())[path]
     gc.collect()
     baseline = current_rss_mb()
     peak, running = [baseline], [True]

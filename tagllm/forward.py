@@ -132,13 +132,9 @@ class SplitBatch:
     suffix_examples: list[Encoded]
 
 
-def split_batch(examples: Sequence[Encoded], trainable_rows: set[int], pad_id: int,
-                min_shared_saving: int | None = None) -> SplitBatch:
+def split_batch(examples: Sequence[Encoded], trainable_rows: set[int], pad_id: int) -> SplitBatch:
     """Split each example before its first trainable tag row (every prefix must be non-empty), and
-    take the prefixes' common start apart when that saves at least `min_shared_saving` positions
-    (default MIN_SHARED_SAVING)."""
-    if min_shared_saving is None:
-        min_shared_saving = MIN_SHARED_SAVING
+    take the prefixes' common start apart when that saves at least MIN_SHARED_SAVING positions."""
     prefixes, suffixes = [], []
     for example in examples:
         prefix, suffix = split_at(example, example.first_slot_of(trainable_rows))
@@ -146,7 +142,7 @@ def split_batch(examples: Sequence[Encoded], trainable_rows: set[int], pad_id: i
         suffixes.append(suffix)
     shared_length = common_start(prefixes)
     shared = None
-    if shared_length and (len(prefixes) - 1) * shared_length >= min_shared_saving:
+    if shared_length and (len(prefixes) - 1) * shared_length >= MIN_SHARED_SAVING:
         shared = collate([split_at(prefixes[0], shared_length)[0]], pad_id, "left")
         prefixes = [split_at(prefix, shared_length)[1] for prefix in prefixes]
     return SplitBatch(shared, collate(prefixes, pad_id, "left"), collate(suffixes, pad_id, "right"),
