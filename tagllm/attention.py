@@ -11,10 +11,13 @@ by that:
 For those this module computes softmax(q k^T) v directly, with the query heads of each group stacked
 so that keys and values are never repeated (PyTorch's math kernel repeats them). Every other call
 (passes without gradients, decoding, float32 full sequences, long sequences, full sequences on GPUs)
-goes to transformers' SDPA unchanged. `use_direct_attention` switches a loaded model to it.
+goes to transformers' SDPA unchanged. `use_direct_attention` switches a loaded model to it; the
+half-precision CPU case only where bf16 runs fast on the CPU at hand (`tagllm.precision` decides).
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 import torch
 from transformers import AttentionInterface, PreTrainedModel
@@ -22,19 +25,23 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
 
 NAME = "tagllm_sdpa"
+# The same without the half-precision CPU case, for CPUs where bf16 is emulated (AVX2 only): there
+# the direct path's bf16 products are slow and the fused kernel keeps the work small.
+NAME_WITHOUT_CPU_HALF = "tagllm_sdpa_no_cpu_half"
 # Largest score matrix (batch x heads x queries x keys) taken the direct way on a CPU: its
 # probabilities are kept for the backward pass (24 MiB per layer at this size, float32 + bf16).
 CPU_SCORES_LIMIT = 2**22
 
 
-def takes_direct_path(query: torch.Tensor, key: torch.Tensor) -> bool:
-    """A gradient pass over a few queries after a longer cached prefix, or a small half-precision
-    one on a CPU."""
+def takes_direct_path(query: torch.Tensor, key: torch.Tensor, cpu_half: bool = True) -> bool:
+    """A gradient pass over a few queries after a longer cached prefix, or (with `cpu_half`) a
+    small half-precision one on a CPU."""
     if not torch.is_grad_enabled():
         return False
     batch, heads, queries, dim = query.shape
     short_suffix = queries < key.shape[2] and queries <= dim
-    small_on_cpu = (query.device.type == "cpu" and query.dtype in (torch.bfloat16, torch.float16)
+    small_on_cpu = (cpu_half and query.device.type == "cpu"
+                    and query.dtype in (torch.bfloat16, torch.float16)
                     and batch * heads * queries * key.shape[2] <= CPU_SCORES_LIMIT)
     return short_suffix or small_on_cpu
 
@@ -67,9 +74,9 @@ def grouped_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tenso
 
 def direct_attention_forward(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor,
                              value: torch.Tensor, attention_mask: torch.Tensor | None,
-                             dropout: float = 0.0, scaling: float | None = None, **kwargs
-                             ) -> tuple[torch.Tensor, None]:
-    usable = (takes_direct_path(query, key) and dropout == 0.0
+                             dropout: float = 0.0, scaling: float | None = None,
+                             cpu_half: bool = True, **kwargs) -> tuple[torch.Tensor, None]:
+    usable = (takes_direct_path(query, key, cpu_half) and dropout == 0.0
               and kwargs.get("position_bias") is None and kwargs.get("softcap") is None
               and (attention_mask is None or attention_mask.dtype == torch.bool))
     if not usable:
@@ -86,12 +93,17 @@ def direct_attention_forward(module: torch.nn.Module, query: torch.Tensor, key: 
 
 def register() -> None:
     AttentionInterface.register(NAME, direct_attention_forward)
-    ALL_MASK_ATTENTION_FUNCTIONS.register(NAME, sdpa_mask)
+    AttentionInterface.register(NAME_WITHOUT_CPU_HALF,
+                                partial(direct_attention_forward, cpu_half=False))
+    for name in (NAME, NAME_WITHOUT_CPU_HALF):
+        ALL_MASK_ATTENTION_FUNCTIONS.register(name, sdpa_mask)
 
 
-def use_direct_attention(model: PreTrainedModel) -> None:
-    """Switch a model that uses SDPA to this variant (models on other attention are left alone)."""
-    if model.config._attn_implementation != "sdpa":
+def use_direct_attention(model: PreTrainedModel, cpu_half: bool = True) -> None:
+    """Switch a model that uses SDPA (or an earlier variant of this one) to this variant; `cpu_half`
+    says whether half-precision CPU gradient passes take the direct path. Models on other attention
+    implementations are left alone."""
+    if model.config._attn_implementation not in ("sdpa", NAME, NAME_WITHOUT_CPU_HALF):
         return
     register()
-    model.set_attn_implementation(NAME)
+    model.set_attn_implementation(NAME if cpu_half else NAME_WITHOUT_CPU_HALF)

@@ -39,7 +39,7 @@ def train_baseline(model_dir: str | Path, method_name: str, task_name: str,
                    data_path: str | Path, out_dir: str | Path, tag_length: int,
                    config: TrainConfig, device: str = "cpu", dtype: str = "float32",
                    char_level: bool = True, domain_tag_dirs: list[str | Path] | None = None,
-                   cpu_bf16_inference: bool = False) -> dict:
+                   cpu_bf16_inference: str | bool = "auto") -> dict:
     """Train an adapter baseline or a linear probe; writes the run folder like Tag-LLM's."""
     method = get_method(method_name)
     if method.trainer not in ("adapter", "probe"):
@@ -99,6 +99,7 @@ def train_baseline(model_dir: str | Path, method_name: str, task_name: str,
                        hidden_size=base.info.hidden_size,
                        base_model=base.info.model_id,
                        trainable_parameters=sum(p.numel() for g in groups for p in g["params"]),
+                       precision=base.precision.to_json(),
                        total_wall_s=time.perf_counter() - started)
         write_json(Path(out_dir) / "metrics.json", metrics)
         checkpoint.remove(out_dir)

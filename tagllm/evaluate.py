@@ -103,8 +103,8 @@ def evaluate_run(model_dir: str | Path, run_dir: str | Path | None, task_name: s
                  test_path: str | Path, out_dir: str | Path, batch_size: int = 16,
                  device: str = "cpu", dtype: str = "float32", char_level: bool = True,
                  name: str = "", method_name: str = "", train_path: str | Path | None = None,
-                 max_rows: int = 0, max_new_tokens: int = 64, cpu_bf16_inference: bool = False
-                 ) -> dict:
+                 max_rows: int = 0, max_new_tokens: int = 64,
+                 cpu_bf16_inference: str | bool = "auto") -> dict:
     """Score a run (or, with `method_name="direct_prompting"` and no run, the base model) on the
     first `max_rows` rows of `test_path` (0: all); writes predictions.parquet and metrics.json."""
     spec = read_run_spec(run_dir) if run_dir is not None else {}
@@ -130,12 +130,13 @@ def evaluate_run(model_dir: str | Path, run_dir: str | Path | None, task_name: s
             examples = encode_examples(method, task, base.encoder(predictor.tags, task.char_fields),
                                        rows, train=False)
         hypotheses = predictor.generate(examples, batch_size, max_new_tokens, stop_at_newline=True)
-        return write_translation(frame, hypotheses, run, method.name, base.info.model_id, out_dir)
+        return write_translation(frame, hypotheses, run, method.name, base.info.model_id, out_dir,
+                                 precision=base.precision.to_json())
     examples = encode_examples(method, task, base.encoder(predictor.tags, task.char_fields), rows,
                                train=False)
     if predictor.head is not None:
         return _write(frame, predictor.regress(examples, batch_size), task.name, run, method.name,
-                      base.info.model_id, out_dir)
+                      base.info.model_id, out_dir, precision=base.precision.to_json())
     if "label_mean" not in spec:
         if train_path is None:
             raise ValueError("decoding a label needs the training labels (a run or --train)")
@@ -148,7 +149,7 @@ def evaluate_run(model_dir: str | Path, run_dir: str | Path | None, task_name: s
     frame = frame.assign(decoded=decoded, parsed=[p is not None for p in parsed])
     return _write(frame, predicted, task.name, run, method.name, base.info.model_id, out_dir,
                   unparsed=sum(p is None for p in parsed), clipped=clipped,
-                  fallback=float(spec["label_mean"]))
+                  fallback=float(spec["label_mean"]), precision=base.precision.to_json())
 
 
 def decoded_predictions(parsed: list[float | None], mean: float, low: float, high: float
@@ -213,7 +214,7 @@ def _write(frame: pd.DataFrame, predicted: list[float], task: str, run: str, met
 
 
 def write_translation(frame: pd.DataFrame, hypotheses: list[str], run: str, method: str,
-                      model_id: str, out_dir: str | Path) -> dict:
+                      model_id: str, out_dir: str | Path, **extra) -> dict:
     """Per-direction sacreBLEU scores (and all directions pooled) of decoded translations."""
     out_dir = Path(out_dir)
     result = frame.assign(hypothesis=hypotheses)
@@ -223,7 +224,7 @@ def write_translation(frame: pd.DataFrame, hypotheses: list[str], run: str, meth
                                                          group["tgt"].tolist())
     metrics = {"task": "translate", "run": run, "method": method, "base_model": model_id,
                "directions": directions,
-               **translation_metrics(result["hypothesis"].tolist(), result["tgt"].tolist())}
+               **translation_metrics(result["hypothesis"].tolist(), result["tgt"].tolist()), **extra}
     write_parquet(out_dir / "predictions.parquet", result)
     write_json(out_dir / "metrics.json", metrics)
     return metrics

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -17,12 +17,15 @@ import torch.nn.functional as F
 
 from tagllm import checkpoint, distributed
 from tagllm.atomic import write_json
+from tagllm.attention import use_direct_attention
 from tagllm.batching import length_grouped_batches
 from tagllm.heads import RegressionHead
 from tagllm.loop import TrainConfig, optimise, seed_everything
 from tagllm.methods import Method, format_label, get_method
 from tagllm.model import load_frozen_model, model_info
 from tagllm.objectives import PrefixStore, generation_loss, lm_loss, regression_hidden
+from tagllm.precision import Precision
+from tagllm.precision import choose as choose_precision
 from tagllm.prompts import Encoded, PromptEncoder
 from tagllm.tags import TagTable, read_tag_files
 from tagllm.tasks import get_domain_tag, get_task
@@ -41,16 +44,24 @@ class Base:
     tokenizer: object
     info: object
     char_level: bool = True  # protein and SMILES strings one character per token (paper)
-    # Gradient-free passes (cached prefixes, probe features, evaluation, decoding) under bf16
-    # autocast on CPUs too: several times faster where the CPU has bf16 matrix units (AMX,
-    # AVX512-BF16), while the backward pass, which is slow in bf16 there, stays in float32.
-    cpu_bf16_inference: bool = False
+    # Whether gradient-free CPU passes (cached prefixes, probe features, evaluation) run under bf16
+    # autocast: chosen by measuring at load time (`tagllm.precision`), or forced.
+    precision: Precision = field(default_factory=lambda: Precision("false", False, "default"))
 
     @classmethod
     def load(cls, model_dir: str | Path, dtype: str, device: str, char_level: bool = True,
-             cpu_bf16_inference: bool = False) -> Base:
+             cpu_bf16_inference: str | bool = "auto") -> Base:
         model, tokenizer = load_frozen_model(model_dir, dtype=dtype, device=device)
-        return cls(model, tokenizer, model_info(model, model_dir), char_level, cpu_bf16_inference)
+        device_type = model.get_input_embeddings().weight.device
+        precision = choose_precision(cpu_bf16_inference, device_type, model.config)
+        # Half-precision CPU gradient passes take the direct attention only where bf16 is fast.
+        use_direct_attention(model, cpu_half=precision.bf16 or device_type.type != "cpu")
+        log.info("precision: %s", precision.reason)
+        return cls(model, tokenizer, model_info(model, model_dir), char_level, precision)
+
+    @property
+    def cpu_bf16_inference(self) -> bool:
+        return self.precision.bf16
 
     @property
     def device(self) -> torch.device:
@@ -138,8 +149,9 @@ def train_domain_tag(model_dir: str | Path, data_path: str | Path, column: str, 
     if distributed.is_main():
         tags.save(out_dir)
         metrics.update(stage=1, tag=tag, examples=len(examples), base_model=base.info.model_id,
-            hidden_size=base.info.hidden_size,
-                       trainable_parameters=tags.num_trainable())
+                       hidden_size=base.info.hidden_size,
+                       trainable_parameters=tags.num_trainable(),
+                       precision=base.precision.to_json())
         write_json(Path(out_dir) / "metrics.json", metrics)
         checkpoint.remove(out_dir)
     distributed.teardown()
@@ -212,7 +224,8 @@ def train_function_tag(model_dir: str | Path, task_name: str, data_path: str | P
                        domain_tag_dirs: list[str | Path], out_dir: str | Path, tag_length: int,
                        config: TrainConfig, device: str = "cpu", dtype: str = "float32",
                        char_level: bool = True, enrich_data: dict[str, str] | None = None,
-                       method_name: str = "tagllm", cpu_bf16_inference: bool = False) -> dict:
+                       method_name: str = "tagllm", cpu_bf16_inference: str | bool = "auto"
+                       ) -> dict:
     """Learn a task's function tag (and regression head); domain tags frozen unless enriching.
 
     `method_name` picks Tag-LLM or one of its ablations (see `tagllm.methods`). `enrich_data` maps
@@ -286,7 +299,7 @@ def train_function_tag(model_dir: str | Path, task_name: str, data_path: str | P
             trainable_parameters=sum(p.numel() for g in groups for p in g["params"]),
             prefix_cache={"enabled": store is not None, "kept_bytes": store.used if store else 0,
                           "prefix_forwards": store.computed if store else 0},
-            total_wall_s=time.perf_counter() - started)
+            precision=base.precision.to_json(), total_wall_s=time.perf_counter() - started)
         write_json(Path(out_dir) / "metrics.json", metrics)
         checkpoint.remove(out_dir)
     distributed.teardown()

@@ -21,7 +21,8 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 @pytest.fixture()
 def tiny_base(tiny_model_dir) -> Base:
     torch.manual_seed(0)
-    return Base.load(tiny_model_dir, "float32", "cpu")
+    # Forced, so that every test takes the same paths on every CPU (auto is tested on its own).
+    return Base.load(tiny_model_dir, "float32", "cpu", cpu_bf16_inference="false")
 
 
 @pytest.fixture(scope="session")

@@ -57,7 +57,8 @@ def test_half_precision_full_pass_on_cpu_equals_sdpa(tiny_model_dir, monkeypatch
     built = []
     original = attention.causal_mask
     monkeypatch.setattr(attention, "causal_mask", lambda *a: built.append(a) or original(*a))
-    base = Base.load(tiny_model_dir, "bfloat16", "cpu")
+    # A CPU where bf16 is fast (forced here; `tagllm.precision` measures it in real runs).
+    base = Base.load(tiny_model_dir, "bfloat16", "cpu", cpu_bf16_inference="true")
     tags, examples = setup(base, ["CCO", "CCN"])  # equal lengths: no padding mask
     results = []
     for implementation in (attention.NAME, "sdpa"):
@@ -72,8 +73,26 @@ def test_half_precision_full_pass_on_cpu_equals_sdpa(tiny_model_dir, monkeypatch
     assert relative_error(our_grad, their_grad) < 5e-2
 
 
+def test_half_precision_cpu_passes_keep_sdpa_where_bf16_is_slow(tiny_model_dir, monkeypatch):
+    """Where bf16 is not fast on the CPU (AVX2 only), bf16 gradient passes over whole prompts stay
+    on SDPA; the tag after a cached prefix still takes the direct path."""
+    from tagllm.train import Base
+
+    calls = []
+    original = attention.grouped_attention
+    monkeypatch.setattr(attention, "grouped_attention",
+                        lambda *args: calls.append(args[0].shape) or original(*args))
+    base = Base.load(tiny_model_dir, "bfloat16", "cpu", cpu_bf16_inference="false")
+    assert base.model.config._attn_implementation == attention.NAME_WITHOUT_CPU_HALF
+    tags, examples = setup(base, ["CCO", "CCN"])
+    regression_hidden(base, tags, examples, None, 0).float().sum().backward()
+    assert calls == []
+    regression_hidden(base, tags, examples, PrefixStore(0), 0)
+    assert len(calls) == base.model.config.num_hidden_layers
+
+
 def test_loaded_models_use_it_and_it_runs_only_where_meant(tiny_base, monkeypatch):
-    assert tiny_base.model.config._attn_implementation == attention.NAME
+    assert tiny_base.model.config._attn_implementation == attention.NAME_WITHOUT_CPU_HALF
     calls = []
     original = attention.grouped_attention
     monkeypatch.setattr(attention, "grouped_attention",

@@ -204,8 +204,10 @@ def get_run_enrich_data(wildcards):
 
 
 def get_bf16_inference_flag(wildcards=None):
-    on = lookup(dpath="evaluate/cpu_bf16_inference", within=config, default=False)
-    return "--cpu-bf16-inference" if on else "--no-cpu-bf16-inference"
+    setting = lookup(dpath="evaluate/cpu_bf16_inference", within=config, default="auto")
+    if isinstance(setting, bool):  # YAML's true/false
+        setting = "true" if setting else "false"
+    return f"--cpu-bf16-inference {setting}"
 
 
 def get_char_level_flag(wildcards=None):
