@@ -109,7 +109,7 @@ def main() -> None:
         tags.set_trainable("D", False)
         tags.set_trainable("F", True)
         with base.autocast():
-            hidden = regression_hidden(base, tags, function, PrefixStore(0), 0)
+            hidden = regression_hidden(base, tags, function, PrefixStore(0))
             head(hidden.float()).pow(2).mean().backward()
 
     results = {"shape": args.shape, "device": args.device, "batch": args.batch,

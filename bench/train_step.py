@@ -109,7 +109,7 @@ def step_functions(setup: Setup, peft_paths: tuple[str, ...] = PEFT_PATHS) -> di
 
     def regression_step(store) -> None:
         setup.trainable(function_only=True)
-        setup.regression_loss(regression_hidden(base, tags, setup.function_examples, store, 0)
+        setup.regression_loss(regression_hidden(base, tags, setup.function_examples, store)
                               ).backward()
 
     def forward() -> None:
@@ -165,7 +165,7 @@ def gradient_error(setup: Setup) -> float:
     for store in (None, PrefixStore(0)):
         setup.tags.tags["QED"].grad = None
         setup.regression_loss(regression_hidden(setup.base, setup.tags, setup.function_examples,
-                                                store, 0)).backward()
+                                                store)).backward()
         grads.append(setup.tags.tags["QED"].grad.clone())
     return ((grads[1] - grads[0]).norm() / grads[0].norm()).item()
 

@@ -136,7 +136,7 @@ def _probe_step(base, tags, examples, batches, head, targets, config):
         chosen = [examples[i] for i in batches[index]]
         if index not in features:
             with torch.no_grad(), base.inference_autocast():
-                features[index] = regression_hidden(base, tags, chosen, None, 0).float()
+                features[index] = regression_hidden(base, tags, chosen, None).float()
         predictions = head(features[index]).squeeze(-1)
         loss = F.mse_loss(predictions.float(), targets[batches[index]]) * config.loss_scale
         return loss, sum(len(e) for e in chosen)

@@ -134,9 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--enrich-data", nargs="*", default=[], metavar="TAG=PARQUET",
                    help="stage-1 text (a `text` column) of each domain tag that --enrich updates")
     p.add_argument("--tag-length", type=int, default=10)
-    p.add_argument("--method", default="tagllm",
-                   help="tagllm, an ablation (no_domain_tags, no_head, enriched, tagllm_p<N>, ...)")
-    p.add_argument("--out-dir", required=True)
+    p.add_argument("--method", nargs="+", default=["tagllm"],
+                   help="tagllm, an ablation (no_domain_tags, no_head, enriched, tagllm_p<N>, ...); "
+                        "several train one after another in this process (one per --out-dir), "
+                        "sharing the model and the frozen prefixes")
+    p.add_argument("--out-dir", nargs="+", required=True, help="run folder, one per --method")
     add_train_config(p)
 
     p = commands.add_parser("train-baseline", help="a PEFT baseline (LoRA, prompt tuning) or probe")
@@ -151,10 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("evaluate", help="score a trained run (or the base model) on a test split")
     add_model_flags(p)
-    p.add_argument("--run", default="", help="run folder (empty: --method direct_prompting)")
+    p.add_argument("--run", nargs="*", default=[],
+                   help="run folder(s) (none: --method direct_prompting); several are scored one "
+                        "after another in this process, sharing the model and the frozen prefix")
     p.add_argument("--task", required=True)
     p.add_argument("--test", required=True, help="test Parquet file")
-    p.add_argument("--out-dir", required=True)
+    p.add_argument("--out-dir", nargs="+", required=True, help="one per run (or one, without --run)")
     p.add_argument("--method", default="", help="default: the run's own (run.json)")
     p.add_argument("--train", default="", help="training file (label mean, for direct prompting)")
     p.add_argument("--name", default="", help="run name for the tables (default: the task)")
@@ -222,12 +226,15 @@ def run(args: argparse.Namespace) -> None:
                          args.tag_length, train_config(args), args.device, args.dtype,
                          args.char_level)
     elif args.command == "train-function-tag":
-        from tagllm.train import train_function_tag
+        from tagllm.train import train_function_tags
 
+        if len(args.method) != len(args.out_dir):
+            raise ValueError(f"{len(args.method)} --method values but {len(args.out_dir)} --out-dir")
         enrich = dict(item.split("=", 1) for item in args.enrich_data)
-        train_function_tag(args.model, args.task, args.data, args.domain_tags, args.out_dir,
-                           args.tag_length, train_config(args), args.device, args.dtype,
-                           args.char_level, enrich, args.method, args.cpu_bf16_inference)
+        train_function_tags(args.model, args.task, args.data, args.domain_tags,
+                            list(zip(args.method, args.out_dir, strict=True)), args.tag_length,
+                            train_config(args), args.device, args.dtype, args.char_level, enrich,
+                            args.cpu_bf16_inference)
     elif args.command == "train-baseline":
         from tagllm.baselines import train_baseline
 
@@ -235,13 +242,13 @@ def run(args: argparse.Namespace) -> None:
                        args.tag_length, train_config(args), args.device, args.dtype,
                        args.char_level, args.domain_tags, args.cpu_bf16_inference)
     elif args.command == "evaluate":
-        from tagllm.evaluate import evaluate_run
+        from tagllm.evaluate import evaluate_runs
 
-        metrics = evaluate_run(args.model, args.run or None, args.task, args.test, args.out_dir,
-                               args.batch_size, args.device, args.dtype, args.char_level,
-                               args.name, args.method, args.train or None, args.max_rows,
-                               args.max_new_tokens, args.cpu_bf16_inference)
-        logging.info("metrics: %s", metrics)
+        for metrics in evaluate_runs(args.model, args.run or [None], args.out_dir, args.task,
+                                     args.test, args.batch_size, args.device, args.dtype,
+                                     args.char_level, args.name, args.method, args.train or None,
+                                     args.max_rows, args.max_new_tokens, args.cpu_bf16_inference):
+            logging.info("metrics: %s", metrics)
     elif args.command in ("evaluate-train-mean", "evaluate-nearest-neighbour"):
         from tagllm.evaluate import evaluate_nearest_neighbour, evaluate_train_mean
 

@@ -9,6 +9,7 @@ model; the training-mean and nearest-neighbour predictors need no model at all.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -20,7 +21,7 @@ from tagllm.generate import decode_texts, greedy_decode, stop_token_ids
 from tagllm.heads import RegressionHead
 from tagllm.methods import Method, get_method, parse_label
 from tagllm.metrics import regression_metrics, translation_metrics
-from tagllm.objectives import regression_hidden
+from tagllm.objectives import PrefixStore, regression_hidden
 from tagllm.tags import TAGS_META, TagTable
 from tagllm.tasks import LANGUAGE_NAMES, Task, get_task
 from tagllm.train import Base, encode_examples, read_run_spec, read_table
@@ -34,8 +35,9 @@ class Predictor:
     """A base model with a run's tags, head and adapter loaded: batched predictions."""
 
     def __init__(self, base: Base, method: Method, tags: TagTable, head: RegressionHead | None,
-                 adapter=None) -> None:
+                 adapter=None, function_tag: str | None = None) -> None:
         self.base, self.method, self.tags, self.head, self.adapter = base, method, tags, head, adapter
+        self.function_tag = function_tag if function_tag in tags.names else None
 
     @classmethod
     def from_run(cls, base: Base, run_dir: str | Path | None, method: Method, task: Task
@@ -53,7 +55,8 @@ class Predictor:
 
                 adapter = Adapter.load(base.model, run_dir)
         tags.to(base.device)
-        return cls(base, method, tags, head, adapter)
+        return cls(base, method, tags, head, adapter, task.function_tag if method.function_tag
+                   else None)
 
     def _embeds(self, batch):
         if self.adapter is not None:
@@ -61,16 +64,26 @@ class Predictor:
         return splice_tags(self.base.model.get_input_embeddings(), self.tags.flat(),
                            batch.input_ids, batch.slots), batch
 
+    def function_rows(self) -> set[int]:
+        """Rows of the tag table that hold the function tag (where a cached prefix ends)."""
+        start = self.tags.offsets()[self.function_tag]
+        return set(range(start, start + self.tags.length(self.function_tag)))
+
     @torch.no_grad()
-    def regress(self, examples, batch_size: int) -> list[float]:
-        """Head predictions in label units, in the order of `examples`."""
+    def regress(self, examples, batch_size: int, store: PrefixStore | None = None) -> list[float]:
+        """Head predictions in label units, in the order of `examples`. With a `store`, the frozen
+        part before the function tag comes from it (computed once for every run evaluated on the
+        same rows with the same domain tags), and only the function tag runs per run."""
         predictions = [0.0] * len(examples)
         pad = self.base.tokenizer.pad_token_id
+        if self.function_tag is None or self.adapter is not None:
+            store = None
         for indices in length_grouped_batches([len(e) for e in examples], batch_size, None):
             chosen = [examples[i] for i in indices]
             with self.base.inference_autocast():
                 if self.adapter is None:
-                    hidden = regression_hidden(self.base, self.tags, chosen, None, 0)
+                    hidden = regression_hidden(self.base, self.tags, chosen, store,
+                                               self.function_rows() if store else None)
                 else:
                     hidden = self.adapter.regression_hidden(self.tags.flat(), chosen, pad)
             values = self.head.to_label_units(self.head(hidden).squeeze(-1)).float().cpu()
@@ -107,10 +120,43 @@ def evaluate_run(model_dir: str | Path, run_dir: str | Path | None, task_name: s
                  cpu_bf16_inference: str | bool = "auto") -> dict:
     """Score a run (or, with `method_name="direct_prompting"` and no run, the base model) on the
     first `max_rows` rows of `test_path` (0: all); writes predictions.parquet and metrics.json."""
-    spec = read_run_spec(run_dir) if run_dir is not None else {}
+    return evaluate_runs(model_dir, [run_dir], [out_dir], task_name, test_path, batch_size,
+                         device, dtype, char_level, name, method_name, train_path, max_rows,
+                         max_new_tokens, cpu_bf16_inference)[0]
+
+
+def evaluate_runs(model_dir: str | Path, run_dirs: Sequence[str | Path | None],
+                  out_dirs: Sequence[str | Path], task_name: str, test_path: str | Path,
+                  batch_size: int = 16, device: str = "cpu", dtype: str = "float32",
+                  char_level: bool = True, name: str = "", method_name: str = "",
+                  train_path: str | Path | None = None, max_rows: int = 0,
+                  max_new_tokens: int = 64, cpu_bf16_inference: str | bool = "auto",
+                  cache_budget_mb: int = 4096) -> list[dict]:
+    """`evaluate_run` for several runs of one task on the same test rows, in one process: the
+    model is loaded once, and the frozen prefix before the function tag is computed once for
+    every run that shares it (a tag-length sweep, the ablations that keep Tag-LLM's prompt)."""
+    if len(run_dirs) != len(out_dirs):
+        raise ValueError(f"{len(run_dirs)} runs but {len(out_dirs)} output folders")
+    specs = [read_run_spec(run_dir) if run_dir is not None else {} for run_dir in run_dirs]
+    adapters = [spec["method"] for spec in specs if get_method(spec.get("method", "tagllm")).adapter
+                != "none"]
+    if adapters and len(run_dirs) > 1:
+        # PEFT wraps the model's layers in place: a later run would see them.
+        raise ValueError(f"adapter runs ({adapters}) must be evaluated one per process")
+    get_task(task_name)  # an unknown task fails before the model loads
+    base = Base.load(model_dir, dtype, device, char_level, cpu_bf16_inference)
+    store = PrefixStore(cache_budget_mb * 2**20)
+    return [_evaluate(base, store, run_dir, spec, task_name, test_path, out_dir, batch_size, name,
+                      method_name, train_path, max_rows, max_new_tokens)
+            for run_dir, spec, out_dir in zip(run_dirs, specs, out_dirs, strict=True)]
+
+
+def _evaluate(base: Base, store: PrefixStore, run_dir: str | Path | None, spec: dict,
+              task_name: str, test_path: str | Path, out_dir: str | Path, batch_size: int, name: str,
+              method_name: str, train_path: str | Path | None, max_rows: int,
+              max_new_tokens: int) -> dict:
     method = get_method(method_name or spec.get("method", "tagllm"))
     task = get_task(task_name)
-    base = Base.load(model_dir, dtype, device, char_level, cpu_bf16_inference)
     predictor = Predictor.from_run(base, run_dir, method, task)
     frame = read_table(test_path, task.columns())
     if max_rows and task.kind == "generation":  # per translation direction
@@ -135,8 +181,11 @@ def evaluate_run(model_dir: str | Path, run_dir: str | Path | None, task_name: s
     examples = encode_examples(method, task, base.encoder(predictor.tags, task.char_fields), rows,
                                train=False)
     if predictor.head is not None:
-        return _write(frame, predictor.regress(examples, batch_size), task.name, run, method.name,
-                      base.info.model_id, out_dir, precision=base.precision.to_json())
+        passes, reused = store.computed, store.reused
+        predicted = predictor.regress(examples, batch_size, store)
+        cache = {"prefix_passes": store.computed - passes, "reused_examples": store.reused - reused}
+        return _write(frame, predicted, task.name, run, method.name, base.info.model_id, out_dir,
+                      precision=base.precision.to_json(), prefix_cache=cache)
     if "label_mean" not in spec:
         if train_path is None:
             raise ValueError("decoding a label needs the training labels (a run or --train)")

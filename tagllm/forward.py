@@ -21,6 +21,7 @@ import torch
 from transformers import DynamicCache, PreTrainedModel
 
 from tagllm.batching import Batch, collate, splice_tags
+from tagllm.prefix_store import PrefixCache
 from tagllm.prompts import Encoded
 
 
@@ -45,18 +46,6 @@ def run_decoder(model: PreTrainedModel, tag_rows: torch.Tensor, batch: Batch,
 def full_hidden(model: PreTrainedModel, tag_rows: torch.Tensor, batch: Batch) -> torch.Tensor:
     """Final hidden states of the whole batch. (B, T, d)"""
     return run_decoder(model, tag_rows, batch).last_hidden_state
-
-
-@dataclass
-class PrefixCache:
-    """Keys/values of a left-padded batch of frozen prefixes."""
-
-    kv: list[tuple[torch.Tensor, torch.Tensor]]  # per layer, each (B, H_kv, T_prefix, d_head)
-    attention_mask: torch.Tensor  # (B, T_prefix)
-    lengths: torch.Tensor  # (B,) real tokens per prefix
-
-    def nbytes(self) -> int:
-        return sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in self.kv)
 
 
 @torch.no_grad()
@@ -132,21 +121,30 @@ class SplitBatch:
     suffix_examples: list[Encoded]
 
 
-def split_batch(examples: Sequence[Encoded], trainable_rows: set[int], pad_id: int) -> SplitBatch:
-    """Split each example before its first trainable tag row (every prefix must be non-empty), and
-    take the prefixes' common start apart when that saves at least MIN_SHARED_SAVING positions."""
-    prefixes, suffixes = [], []
-    for example in examples:
-        prefix, suffix = split_at(example, example.first_slot_of(trainable_rows))
-        prefixes.append(prefix)
-        suffixes.append(suffix)
+def cut_before(examples: Sequence[Encoded], rows: set[int]) -> tuple[list[Encoded], list[Encoded]]:
+    """Each example cut before its first slot in `rows`: (prefixes, suffixes); every prefix must
+    be non-empty."""
+    cuts = [split_at(example, example.first_slot_of(rows)) for example in examples]
+    return [prefix for prefix, _ in cuts], [suffix for _, suffix in cuts]
+
+
+def prefix_batch(prefixes: Sequence[Encoded], pad_id: int) -> tuple[Batch | None, Batch]:
+    """The prefixes left-padded, with their common start taken apart (one row, else None) when
+    that saves at least MIN_SHARED_SAVING positions."""
     shared_length = common_start(prefixes)
-    shared = None
     if shared_length and (len(prefixes) - 1) * shared_length >= MIN_SHARED_SAVING:
         shared = collate([split_at(prefixes[0], shared_length)[0]], pad_id, "left")
-        prefixes = [split_at(prefix, shared_length)[1] for prefix in prefixes]
-    return SplitBatch(shared, collate(prefixes, pad_id, "left"), collate(suffixes, pad_id, "right"),
-                      suffixes)
+        rest = [split_at(prefix, shared_length)[1] for prefix in prefixes]
+        return shared, collate(rest, pad_id, "left")
+    return None, collate(prefixes, pad_id, "left")
+
+
+def split_batch(examples: Sequence[Encoded], rows: set[int], pad_id: int) -> SplitBatch:
+    """Split each example before its first slot in `rows` (the first trainable tag row): the
+    prefixes as `prefix_batch` gives them, the suffixes right-padded."""
+    prefixes, suffixes = cut_before(examples, rows)
+    shared, prefix = prefix_batch(prefixes, pad_id)
+    return SplitBatch(shared, prefix, collate(suffixes, pad_id, "right"), suffixes)
 
 
 def readout_index(examples: Sequence[Encoded], batch: Batch) -> torch.Tensor:

@@ -4,74 +4,58 @@ trainable tag is frozen. Logits are computed only at positions that predict a ta
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 import torch.nn.functional as F
 
 from tagllm.batching import Batch, collate
 from tagllm.forward import (
-    PrefixCache,
-    SplitBatch,
+    cut_before,
     encode_prefix,
     forward_suffix,
     full_hidden,
     gather_positions,
+    prefix_batch,
     readout_index,
-    split_batch,
 )
+from tagllm.prefix_store import PrefixCache, PrefixStore, prefix_keys
 from tagllm.prompts import Encoded
 
-
-class PrefixStore:
-    """Cached prefixes per batch, kept across epochs while they fit in `budget_bytes`."""
-
-    def __init__(self, budget_bytes: int) -> None:
-        self.budget = budget_bytes
-        self.used = 0
-        self.items: dict[int, PrefixCache] = {}
-        self.computed = 0
-
-    def get(self, index: int, compute: Callable[[], PrefixCache]) -> PrefixCache:
-        if index in self.items:
-            return self.items[index]
-        cache = compute()
-        self.computed += 1
-        if self.used + cache.nbytes() <= self.budget:
-            self.items[index] = cache
-            self.used += cache.nbytes()
-        return cache
+__all__ = ["PrefixStore", "generation_loss", "lm_loss", "regression_hidden", "target_loss"]
 
 
-def _hidden(base, tags, examples: list[Encoded], store: PrefixStore | None, index: int,
-            side: str) -> tuple[torch.Tensor, Batch, list[Encoded]]:
-    """Final hidden states of the part that needs gradients: the suffix after the cached prefix, or
-    the whole (`side`-padded) batch. Returns (hidden, the batch they belong to, its examples)."""
+def _hidden(base, tags, examples: list[Encoded], store: PrefixStore | None, side: str,
+            split_rows: set[int] | None = None) -> tuple[torch.Tensor, Batch, list[Encoded]]:
+    """Final hidden states of the part after the cached prefix, which ends before the first of
+    `split_rows` (default: the trainable tag rows), or, without a store, of the whole
+    (`side`-padded) batch. Returns (hidden, the batch they belong to, its examples)."""
     pad = base.tokenizer.pad_token_id
     rows = tags.flat()
     if store is None:
         batch = collate(examples, pad, side).to(base.device)
         return full_hidden(base.model, rows, batch), batch, list(examples)
-    split = split_batch(examples, tags.trainable_rows(), pad)
-    prefix = store.get(index, lambda: _encode_prefix(base, rows, split))
-    suffix = split.suffix.to(base.device)
-    return forward_suffix(base.model, rows, prefix, suffix), suffix, split.suffix_examples
+    prefixes, suffixes = cut_before(examples, tags.trainable_rows() if split_rows is None
+                                    else split_rows)
+    prefix = store.batch(prefix_keys(prefixes, rows),
+                         lambda indices: _encode_prefix(base, rows, [prefixes[i] for i in indices]))
+    suffix = collate(suffixes, pad, "right").to(base.device)
+    return forward_suffix(base.model, rows, prefix, suffix), suffix, suffixes
 
 
-def _encode_prefix(base, rows: torch.Tensor, split: SplitBatch) -> PrefixCache:
+def _encode_prefix(base, rows: torch.Tensor, prefixes: list[Encoded]) -> PrefixCache:
     """The prefix pass (no gradients) in the inference precision, its cache in the model's dtype."""
-    shared = split.shared.to(base.device) if split.shared is not None else None
+    shared, batch = prefix_batch(prefixes, base.tokenizer.pad_token_id)
+    shared = shared.to(base.device) if shared is not None else None
     with base.inference_autocast():
-        cache = encode_prefix(base.model, rows, split.prefix.to(base.device), shared)
+        cache = encode_prefix(base.model, rows, batch.to(base.device), shared)
     dtype = base.embeddings().dtype
     cache.kv = [(k.to(dtype), v.to(dtype)) for k, v in cache.kv]
     return cache
 
 
 def regression_hidden(base, tags, examples: list[Encoded], store: PrefixStore | None,
-                      index: int) -> torch.Tensor:
+                      split_rows: set[int] | None = None) -> torch.Tensor:
     """Hidden state at each example's readout position (last row of its function tag). (B, d)"""
-    hidden, batch, rows = _hidden(base, tags, examples, store, index, "left")
+    hidden, batch, rows = _hidden(base, tags, examples, store, "left", split_rows)
     return gather_positions(hidden, readout_index(rows, batch))
 
 
@@ -87,10 +71,10 @@ def target_loss(base, hidden: torch.Tensor, batch: Batch, starts: torch.Tensor) 
     return F.cross_entropy(logits.float(), batch.input_ids[is_target])
 
 
-def generation_loss(base, tags, examples: list[Encoded], store: PrefixStore | None,
-                    index: int) -> torch.Tensor:
+def generation_loss(base, tags, examples: list[Encoded], store: PrefixStore | None
+                    ) -> torch.Tensor:
     """Cross-entropy over each example's target text (after its function tag)."""
-    hidden, batch, rows = _hidden(base, tags, examples, store, index, "right")
+    hidden, batch, rows = _hidden(base, tags, examples, store, "right")
     starts = torch.tensor([e.target_start for e in rows], device=hidden.device) + batch.offsets
     return target_loss(base, hidden, batch, starts)
 

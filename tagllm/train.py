@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from tagllm.tasks import get_domain_tag, get_task
 
 log = logging.getLogger("tagllm")
 __all__ = ["Base", "encode_examples", "read_run_spec", "read_table", "train_domain_tag",
-           "train_function_tag"]
+           "train_function_tag", "train_function_tags"]
 RUN_SPEC = "run.json"
 
 
@@ -231,13 +232,44 @@ def train_function_tag(model_dir: str | Path, task_name: str, data_path: str | P
     `method_name` picks Tag-LLM or one of its ablations (see `tagllm.methods`). `enrich_data` maps
     a domain tag to its stage-1 text, as `path` (a `text` column) or `path:column`; with
     `config.enrich` those tags are updated too and their LM loss is added to the task loss."""
-    method = get_method(method_name)
-    if method.trainer != "tags":
-        raise ValueError(f"method {method.name} does not train tags (its trainer: {method.trainer})")
+    return train_function_tags(model_dir, task_name, data_path, domain_tag_dirs,
+                               [(method_name, out_dir)], tag_length, config, device, dtype,
+                               char_level, enrich_data, cpu_bf16_inference)[0]
+
+
+def train_function_tags(model_dir: str | Path, task_name: str, data_path: str | Path,
+                        domain_tag_dirs: list[str | Path],
+                        runs: Sequence[tuple[str, str | Path]], tag_length: int,
+                        config: TrainConfig, device: str = "cpu", dtype: str = "float32",
+                        char_level: bool = True, enrich_data: dict[str, str] | None = None,
+                        cpu_bf16_inference: str | bool = "auto") -> list[dict]:
+    """Train several runs of one task on the same data and settings, one after another in this
+    process: `runs` are (method, out_dir) pairs. The base model is loaded once, and the frozen
+    prefixes are computed once for every run that reads them (the tag-length sweep and the
+    ablations that keep Tag-LLM's prompt all share the `<SMILES>` prefix), as long as they fit in
+    `config.cache_budget_mb`. Each run writes the files it writes when trained alone."""
+    methods = [get_method(name) for name, _ in runs]
+    for method in methods:
+        if method.trainer != "tags":
+            raise ValueError(f"method {method.name} does not train tags "
+                             f"(its trainer: {method.trainer})")
+    get_task(task_name)  # an unknown task fails before the model loads
     distributed.setup()
+    base = Base.load(model_dir, dtype, device, char_level, cpu_bf16_inference)
+    store = PrefixStore(config.cache_budget_mb * 2**20) if config.cache_prefix else None
+    results = [_train_run(base, store, method, task_name, data_path, domain_tag_dirs, out_dir,
+                          tag_length, config, enrich_data)
+               for method, (_, out_dir) in zip(methods, runs, strict=True)]
+    distributed.teardown()
+    return results
+
+
+def _train_run(base: Base, store: PrefixStore | None, method: Method, task_name: str,
+               data_path: str | Path, domain_tag_dirs: list[str | Path], out_dir: str | Path,
+               tag_length: int, config: TrainConfig, enrich_data: dict[str, str] | None) -> dict:
+    """One run of `train_function_tags` on a loaded base, with the shared prefix store."""
     seed_everything(config.seed)
     task = get_task(task_name)
-    base = Base.load(model_dir, dtype, device, char_level, cpu_bf16_inference)
     frame = read_table(data_path, task.columns(), config.max_examples, config.seed)
     check_labels(task, frame, data_path)
     tags = TagTable(base.info)
@@ -254,7 +286,8 @@ def train_function_tag(model_dir: str | Path, task_name: str, data_path: str | P
     encoder = base.encoder(tags, task.char_fields)
     examples = encode_examples(method, task, encoder, frame.to_dict("records"), train=True)
     batches = length_grouped_batches([len(e) for e in examples], config.batch_size, None)
-    store = PrefixStore(config.cache_budget_mb * 2**20) if config.cache_prefix else None
+    passes_before = store.computed if store else 0
+    reused_before = store.reused if store else 0
     head, targets = None, None
     if task.kind == "regression" and method.head:
         labels = torch.tensor(frame[task.label].to_numpy(), dtype=torch.float32)
@@ -266,9 +299,9 @@ def train_function_tag(model_dir: str | Path, task_name: str, data_path: str | P
         chosen = [examples[i] for i in batches[index]]
         with base.autocast():
             if head is None:
-                loss = generation_loss(base, tags, chosen, store, index)
+                loss = generation_loss(base, tags, chosen, store)
             else:
-                predictions = head(regression_hidden(base, tags, chosen, store, index)).squeeze(-1)
+                predictions = head(regression_hidden(base, tags, chosen, store)).squeeze(-1)
                 loss = F.mse_loss(predictions.float(), targets[batches[index]]) * config.loss_scale
             for texts in enrich_batches(index):
                 loss = loss + config.enrich_lm_weight * lm_loss(base, tags, texts)
@@ -285,7 +318,8 @@ def train_function_tag(model_dir: str | Path, task_name: str, data_path: str | P
                        checkpoint.fingerprint(dict(
                            task=task_name, method=method.name, data=str(data_path),
                            n=len(examples), p=tag_length, model=base.info.model_id, config=config,
-                           domain=[str(d) for d in domain_tag_dirs], enriched=enriched)))
+                           domain=[str(d) for d in domain_tag_dirs], enriched=enriched,
+                           bf16=base.precision.bf16)))
     if distributed.is_main():
         tags.save(out_dir)
         if head is not None:
@@ -298,11 +332,11 @@ def train_function_tag(model_dir: str | Path, task_name: str, data_path: str | P
             hidden_size=base.info.hidden_size,
             trainable_parameters=sum(p.numel() for g in groups for p in g["params"]),
             prefix_cache={"enabled": store is not None, "kept_bytes": store.used if store else 0,
-                          "prefix_forwards": store.computed if store else 0},
+                          "prefix_forwards": store.computed - passes_before if store else 0,
+                          "reused_examples": store.reused - reused_before if store else 0},
             precision=base.precision.to_json(), total_wall_s=time.perf_counter() - started)
         write_json(Path(out_dir) / "metrics.json", metrics)
         checkpoint.remove(out_dir)
-    distributed.teardown()
     return metrics
 
 

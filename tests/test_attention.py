@@ -64,7 +64,7 @@ def test_half_precision_full_pass_on_cpu_equals_sdpa(tiny_model_dir, monkeypatch
     for implementation in (attention.NAME, "sdpa"):
         base.model.set_attn_implementation(implementation)
         tags.tags["QED"].grad = None
-        hidden = regression_hidden(base, tags, examples, None, 0)
+        hidden = regression_hidden(base, tags, examples, None)
         hidden.float().sum().backward()
         results.append((hidden.float(), tags.tags["QED"].grad.clone()))
     (ours, our_grad), (theirs, their_grad) = results
@@ -85,9 +85,9 @@ def test_half_precision_cpu_passes_keep_sdpa_where_bf16_is_slow(tiny_model_dir, 
     base = Base.load(tiny_model_dir, "bfloat16", "cpu", cpu_bf16_inference="false")
     assert base.model.config._attn_implementation == attention.NAME_WITHOUT_CPU_HALF
     tags, examples = setup(base, ["CCO", "CCN"])
-    regression_hidden(base, tags, examples, None, 0).float().sum().backward()
+    regression_hidden(base, tags, examples, None).float().sum().backward()
     assert calls == []
-    regression_hidden(base, tags, examples, PrefixStore(0), 0)
+    regression_hidden(base, tags, examples, PrefixStore(0))
     assert len(calls) == base.model.config.num_hidden_layers
 
 
@@ -100,11 +100,11 @@ def test_loaded_models_use_it_and_it_runs_only_where_meant(tiny_base, monkeypatc
     tags, examples = setup(tiny_base, ["CCO", "c1ccccc1"])
 
     with torch.no_grad():  # no gradients: SDPA
-        regression_hidden(tiny_base, tags, examples, PrefixStore(0), 0)
+        regression_hidden(tiny_base, tags, examples, PrefixStore(0))
     assert calls == []
-    regression_hidden(tiny_base, tags, examples, None, 0)  # float32 full back-propagation: SDPA
+    regression_hidden(tiny_base, tags, examples, None)  # float32 full back-propagation: SDPA
     assert calls == []
-    regression_hidden(tiny_base, tags, examples, PrefixStore(0), 0)  # the tag after a prefix
+    regression_hidden(tiny_base, tags, examples, PrefixStore(0))  # the tag after a prefix
     layers = tiny_base.model.config.num_hidden_layers
     assert len(calls) == layers and all(shape[2] == 3 for shape in calls)  # 3 tag rows
 

@@ -32,13 +32,13 @@ def test_cached_prefix_matches_full_backprop(tiny_base):
     tags, examples = setup(tiny_base, ["CCO", "c1ccccc1C(=O)O", "N"])  # unequal lengths
     weights = torch.randn(tiny_base.info.hidden_size)
 
-    full = regression_hidden(tiny_base, tags, examples, None, 0)
+    full = regression_hidden(tiny_base, tags, examples, None)
     (full @ weights).sum().backward()
     full_grad = tags.tags["QED"].grad.clone()
     tags.tags["QED"].grad = None
 
     store = PrefixStore(budget_bytes=10**9)
-    cached = regression_hidden(tiny_base, tags, examples, store, 0)
+    cached = regression_hidden(tiny_base, tags, examples, store)
     (cached @ weights).sum().backward()
     cached_grad = tags.tags["QED"].grad.clone()
 
@@ -50,17 +50,34 @@ def test_cached_prefix_matches_full_backprop(tiny_base):
 def test_reused_cache_gives_identical_results(tiny_base):
     tags, examples = setup(tiny_base, ["CCO", "CC"])
     store = PrefixStore(budget_bytes=10**9)
-    first = regression_hidden(tiny_base, tags, examples, store, 7)
-    second = regression_hidden(tiny_base, tags, examples, store, 7)
-    assert store.computed == 1 and 7 in store.items
+    first = regression_hidden(tiny_base, tags, examples, store)
+    second = regression_hidden(tiny_base, tags, examples, store)
+    assert store.computed == 1 and len(store.items) == 2  # one entry per example
     assert torch.equal(first, second)
+
+
+def test_stored_prefixes_are_found_by_content_in_any_batch(tiny_base):
+    """An example reuses its stored prefix in another batch, mixed with new ones and padded
+    differently, and the result equals a fresh pass; a tag with other values does not match."""
+    tags, examples = setup(tiny_base, ["CCO", "c1ccccc1C(=O)O", "N", "CCN"])
+    store = PrefixStore(budget_bytes=10**9)
+    regression_hidden(tiny_base, tags, examples[:2], store)
+    mixed = [examples[3], examples[1], examples[2]]  # one stored, two new, another padding
+    reused = regression_hidden(tiny_base, tags, mixed, store)
+    assert store.computed == 2 and store.reused == 1 and len(store.items) == 4
+    fresh = regression_hidden(tiny_base, tags, mixed, PrefixStore(0))
+    assert relative_error(reused, fresh) < 1e-5
+    with torch.no_grad():
+        tags.tags["SMILES"].add_(0.5)  # another domain tag: the stored prefixes no longer apply
+    regression_hidden(tiny_base, tags, mixed, store)
+    assert store.computed == 3 and store.reused == 1
 
 
 def test_zero_budget_recomputes(tiny_base):
     tags, examples = setup(tiny_base, ["CCO"])
     store = PrefixStore(budget_bytes=0)
-    regression_hidden(tiny_base, tags, examples, store, 0)
-    regression_hidden(tiny_base, tags, examples, store, 0)
+    regression_hidden(tiny_base, tags, examples, store)
+    regression_hidden(tiny_base, tags, examples, store)
     assert store.computed == 2 and not store.items
 
 
@@ -104,7 +121,7 @@ def test_common_start_run_once_matches_full_backprop(tiny_base, monkeypatch, min
     weights = torch.randn(tiny_base.info.hidden_size)
     results = []
     for store in (None, PrefixStore(0)):
-        hidden = regression_hidden(tiny_base, tags, examples, store, 0)
+        hidden = regression_hidden(tiny_base, tags, examples, store)
         (hidden @ weights).sum().backward()
         results.append((hidden.detach(), tags.tags["QED"].grad.clone()))
         tags.tags["QED"].grad = None

@@ -162,3 +162,47 @@ def test_decoded_numbers_fall_back_and_are_clipped():
 
     predictions, clipped = decoded_predictions([0.5, None, 2000.0, -3.0, float("inf")], 0.4, 0.0, 1.0)
     assert predictions == [0.5, 0.4, 1.0, 0.0, 0.4] and clipped == 2
+
+
+def test_runs_trained_and_scored_together_equal_runs_alone(smiles_tag, tiny_model_dir, qed_dir,
+                                                           tmp_path):
+    """A sweep and an ablation trained in one process share the frozen prefixes (computed by the
+    first run, reused by the others) and end as they do when trained alone; scored together, each
+    run's predictions equal its predictions scored alone."""
+    from tagllm.evaluate import evaluate_runs
+    from tagllm.train import train_function_tags
+
+    methods = ["tagllm", "tagllm_p2", "no_head", "no_domain_tags"]
+    together = train_function_tags(tiny_model_dir, "qed", qed_dir / "train.parquet", [smiles_tag],
+                                   [(m, tmp_path / "together" / m) for m in methods], P,
+                                   TrainConfig(**FAST), cpu_bf16_inference="false")
+    first, sweep = together[0]["prefix_cache"], together[1]["prefix_cache"]
+    assert first["prefix_forwards"] > 0 and first["reused_examples"] == 0
+    assert sweep["prefix_forwards"] == 0 and sweep["reused_examples"] == FAST["max_examples"]
+    assert together[3]["prefix_cache"]["prefix_forwards"] > 0  # no domain tag: another prefix
+    for method in methods:
+        train_function_tag(tiny_model_dir, "qed", qed_dir / "train.parquet", [smiles_tag],
+                           tmp_path / "alone" / method, P, TrainConfig(**FAST), method_name=method,
+                           cpu_bf16_inference="false")
+        a = load_file(str(tmp_path / "together" / method / "tags.safetensors"))
+        b = load_file(str(tmp_path / "alone" / method / "tags.safetensors"))
+        assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a), method
+
+    runs = [tmp_path / "together" / m for m in ("tagllm", "tagllm_p2", "no_domain_tags")]
+    scored = evaluate_runs(tiny_model_dir, runs, [tmp_path / "eval" / r.name for r in runs], "qed",
+                           qed_dir / "test.parquet", batch_size=3, cpu_bf16_inference="false")
+    assert scored[1]["prefix_cache"]["reused_examples"] == scored[1]["n"]  # p2 reuses tagllm's
+    for run, result in zip(runs, scored, strict=True):
+        alone = evaluate_run(tiny_model_dir, run, "qed", qed_dir / "test.parquet",
+                             tmp_path / "alone_eval" / run.name, batch_size=3,
+                             cpu_bf16_inference="false")
+        shared = pd.read_parquet(tmp_path / "eval" / run.name / "predictions.parquet")["y_pred"]
+        single = pd.read_parquet(tmp_path / "alone_eval" / run.name / "predictions.parquet")["y_pred"]
+        assert result["mse"] == pytest.approx(alone["mse"], rel=1e-4)
+        assert (shared - single).abs().max() < 1e-4
+    lora = tmp_path / "lora"
+    train_baseline(tiny_model_dir, "lora", "qed", qed_dir / "train.parquet", lora, P,
+                   TrainConfig(**FAST))
+    with pytest.raises(ValueError, match="one per process"):
+        evaluate_runs(tiny_model_dir, [runs[0], lora], [tmp_path / "x", tmp_path / "y"], "qed",
+                      qed_dir / "test.parquet")

@@ -91,11 +91,11 @@ def test_generation_loss_cached_equals_full(tiny_base, monkeypatch, min_shared_s
     encoder = tiny_base.encoder(tags, frozenset())
     examples = [encoder.encode("<EN> {src} <FR> <Translate>", {"src": s}, target=t)
                 for s, t in (("hi", " salut a tous"), ("good morning all", " bonjour"))]
-    full = generation_loss(tiny_base, tags, examples, None, 0)
+    full = generation_loss(tiny_base, tags, examples, None)
     full.backward()
     full_grad = tags.tags["Translate"].grad.clone()
     tags.tags["Translate"].grad = None
-    cached = generation_loss(tiny_base, tags, examples, PrefixStore(10**9), 0)
+    cached = generation_loss(tiny_base, tags, examples, PrefixStore(10**9))
     cached.backward()
     assert abs(full.item() - cached.item()) < 1e-5 * abs(full.item())
     assert ((tags.tags["Translate"].grad - full_grad).norm() / full_grad.norm()).item() < 1e-5

@@ -72,7 +72,7 @@ def test_base_weights_bit_identical_after_steps(tiny_base, qed_dir, stage1):
     optimizer = torch.optim.AdamW([*tags.trainable_parameters(), *head.parameters()], lr=0.1)
     for store in (None, PrefixStore(10**9)):
         for _ in range(3):
-            loss = head(regression_hidden(tiny_base, tags, examples, store, 0)).pow(2).mean()
+            loss = head(regression_hidden(tiny_base, tags, examples, store)).pow(2).mean()
             loss.backward()
             optimizer.step()
             optimizer.zero_grad()

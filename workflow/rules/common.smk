@@ -84,6 +84,47 @@ TAG_METHODS = sorted({m for m, _ in JOBS if get_method(m).trainer == "tags"})
 BASELINE_METHODS = sorted({m for m, _ in JOBS if get_method(m).trainer != "tags"})
 
 
+def family_training():
+    """Runs on ablations.run trained in one job, one after another: the tag-length sweep and the
+    ablations that train tags with its settings from the stage-1 domain tags. One model load, and
+    the frozen prefixes computed once for all of them (with ablations.together; fewer than two:
+    no family)."""
+    run = ABLATIONS.get("run")
+    if not run or not ABLATIONS.get("together", False):
+        return []
+    settings = {**RUNS[run].get("train", {}), **(ABLATIONS.get("train") or {})}
+    members = [
+        method
+        for method, on in JOBS
+        if on == run
+        and get_method(method).trainer == "tags"
+        and not get_method(method).enrich
+        and not get_method(method).enriched_tags_from
+        and JOBS[(method, on)] == settings
+    ]
+    return sorted(members) if len(members) > 1 else []
+
+
+def family_evaluation():
+    """Runs on ablations.run scored in one job, one after another: every trained method there
+    but the PEFT adapters (which change the model in place). The test rows' frozen prefix is
+    computed once for all the runs that share it (with ablations.together)."""
+    run = ABLATIONS.get("run")
+    if not run or not ABLATIONS.get("together", False):
+        return []
+    members = [
+        method
+        for method, on in JOBS
+        if on == run and get_method(method).adapter == "none"
+    ]
+    return sorted(members) if len(members) > 1 else []
+
+
+FAMILY_RUN = ABLATIONS.get("run", "")
+TRAINED_TOGETHER = family_training()
+EVALUATED_TOGETHER = family_evaluation()
+
+
 wildcard_constraints:
     model="|".join([MODEL]),
     method="[a-z0-9_]+",
@@ -152,6 +193,34 @@ def get_run_flags(wildcards):
     return train_flags(JOBS[(wildcards.method, wildcards.run)], wildcards.seed)
 
 
+def get_family_flags(wildcards):
+    return train_flags(JOBS[(TRAINED_TOGETHER[0], FAMILY_RUN)], wildcards.seed)
+
+
+def get_family_run_dirs(wildcards):
+    return " ".join(
+        f"results/runs/{method}/{FAMILY_RUN}/seed{wildcards.seed}"
+        for method in TRAINED_TOGETHER
+    )
+
+
+def get_family_eval_inputs(wildcards):
+    return [
+        f"results/runs/{method}/{FAMILY_RUN}/seed{wildcards.seed}/run.json"
+        for method in EVALUATED_TOGETHER
+    ]
+
+
+def get_family_eval_dirs(wildcards):
+    """--run and --out-dir of the family evaluation, in member order."""
+    runs = [str(Path(f).parent) for f in get_family_eval_inputs(wildcards)]
+    outs = [
+        f"results/eval/{method}/{FAMILY_RUN}/seed{wildcards.seed}"
+        for method in EVALUATED_TOGETHER
+    ]
+    return f"--run {' '.join(runs)} --out-dir {' '.join(outs)}"
+
+
 def get_run_task(wildcards):
     return RUNS[wildcards.run]["task"]
 
@@ -178,6 +247,19 @@ def get_run_domain_tags(wildcards):
         source = f"results/runs/{method.enriched_tags_from}/{ABLATIONS['enrich_run']}"
         files.insert(0, f"{source}/seed{wildcards.seed}/tags.json")
     return files
+
+
+def get_family_domain_tags(wildcards):
+    """Stage-1 tags.json of the family run's domain tags (the members that use domain tags)."""
+    return [
+        f"results/tags/stage1/{tag}/seed{wildcards.seed}/tags.json"
+        for tag in get_task(RUNS[FAMILY_RUN]["task"]).domain_tags
+    ]
+
+
+def get_family_domain_tags_flag(wildcards):
+    dirs = " ".join(str(Path(f).parent) for f in get_family_domain_tags(wildcards))
+    return f"--domain-tags {dirs}" if dirs else ""
 
 
 def get_run_domain_tag_dirs(wildcards):

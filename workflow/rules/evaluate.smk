@@ -44,6 +44,62 @@ rule evaluate_run:
         " > {log} 2>&1"
 
 
+if EVALUATED_TOGETHER:
+
+    ruleorder: evaluate_run_family > evaluate_run
+
+    # Every run on ablations.run but the PEFT adapters in one job: one model load, the test rows'
+    # frozen prefix computed once for the runs that share it (tagllm.evaluate.evaluate_runs).
+    rule evaluate_run_family:
+        input:
+            model=get_model_dir(),
+            runs=get_family_eval_inputs,
+            test=f"results/data/{RUNS[FAMILY_RUN]['dataset']}/test.parquet",
+        output:
+            predictions=expand(
+                "results/eval/{method}/{run}/seed{{seed}}/predictions.parquet",
+                method=EVALUATED_TOGETHER,
+                run=FAMILY_RUN,
+            ),
+            metrics=expand(
+                "results/eval/{method}/{run}/seed{{seed}}/metrics.json",
+                method=EVALUATED_TOGETHER,
+                run=FAMILY_RUN,
+            ),
+        log:
+            f"logs/evaluate_run_family/{FAMILY_RUN}_seed{{seed}}.log",
+        benchmark:
+            f"benchmarks/evaluate_run_family/{FAMILY_RUN}_seed{{seed}}.tsv"
+        conda:
+            MODEL_ENV
+        threads: lookup(dpath="threads", within=config, default=2)
+        resources:
+            gpu=lookup(dpath="resources/eval_gpu", within=config, default=0),
+            mem_mb=lookup(dpath="resources/mem_mb", within=config, default=8000),
+            runtime=lookup(dpath="resources/runtime", within=config, default=120),
+        params:
+            launch=get_eval_launcher,
+            task=RUNS[FAMILY_RUN]["task"] if FAMILY_RUN else "",
+            name=FAMILY_RUN,
+            runs=get_family_eval_dirs,
+            device=lookup(dpath="device", within=config),
+            dtype=lookup(dpath="model/dtype", within=config, default="float32"),
+            char_level=get_char_level_flag,
+            bf16_inference=get_bf16_inference_flag,
+            batch_size=lookup(dpath="evaluate/batch_size", within=config, default=16),
+            max_rows=lookup(dpath="evaluate/max_test_rows", within=config, default=0),
+            max_new_tokens=lookup(
+                dpath="evaluate/max_new_tokens", within=config, default=64
+            ),
+        shell:
+            "{params.launch} evaluate --model {input.model} {params.runs}"
+            " --task {params.task} --name {params.name} --test {input.test}"
+            " --batch-size {params.batch_size} --max-rows {params.max_rows}"
+            " --max-new-tokens {params.max_new_tokens} --device {params.device}"
+            " --dtype {params.dtype} --threads {threads} {params.char_level}"
+            " {params.bf16_inference} > {log} 2>&1"
+
+
 rule evaluate_direct:
     input:
         model=get_model_dir(),

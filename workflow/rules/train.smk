@@ -83,6 +83,70 @@ rule train_function_tag:
         " > {log} 2>&1"
 
 
+if TRAINED_TOGETHER:
+
+    ruleorder: train_function_tag_family > train_function_tag
+
+    # The tag-length sweep and the tag-training ablations of ablations.run in one job: one model
+    # load, the frozen prefixes computed once for all of them (tagllm.train.train_function_tags).
+    rule train_function_tag_family:
+        input:
+            model=get_model_dir(),
+            data=f"results/data/{RUNS[FAMILY_RUN]['dataset']}/train.parquet",
+            domain_tags=get_family_domain_tags,
+        output:
+            tags=expand(
+                "results/runs/{method}/{run}/seed{{seed}}/tags.safetensors",
+                method=TRAINED_TOGETHER,
+                run=FAMILY_RUN,
+            ),
+            meta=expand(
+                "results/runs/{method}/{run}/seed{{seed}}/tags.json",
+                method=TRAINED_TOGETHER,
+                run=FAMILY_RUN,
+            ),
+            spec=expand(
+                "results/runs/{method}/{run}/seed{{seed}}/run.json",
+                method=TRAINED_TOGETHER,
+                run=FAMILY_RUN,
+            ),
+            metrics=expand(
+                "results/runs/{method}/{run}/seed{{seed}}/metrics.json",
+                method=TRAINED_TOGETHER,
+                run=FAMILY_RUN,
+            ),
+        log:
+            f"logs/train_function_tag_family/{FAMILY_RUN}_seed{{seed}}.log",
+        benchmark:
+            f"benchmarks/train_function_tag_family/{FAMILY_RUN}_seed{{seed}}.tsv"
+        priority: 10
+        conda:
+            MODEL_ENV
+        threads: lookup(dpath="threads", within=config, default=2)
+        resources:
+            gpu=lookup(dpath="resources/gpu", within=config, default=0),
+            mem_mb=lookup(dpath="resources/mem_mb", within=config, default=8000),
+            runtime=lookup(dpath="resources/runtime", within=config, default=120),
+        params:
+            launch=get_launcher,
+            task=RUNS[FAMILY_RUN]["task"] if FAMILY_RUN else "",
+            methods=" ".join(TRAINED_TOGETHER),
+            out_dirs=get_family_run_dirs,
+            domain_tags=get_family_domain_tags_flag,
+            tag_length=lookup(dpath="tag_length", within=config),
+            device=lookup(dpath="device", within=config),
+            dtype=lookup(dpath="model/dtype", within=config, default="float32"),
+            char_level=get_char_level_flag,
+            bf16_inference=get_bf16_inference_flag,
+            flags=get_family_flags,
+        shell:
+            "{params.launch} train-function-tag --model {input.model} --method {params.methods}"
+            " --task {params.task} --data {input.data} {params.domain_tags}"
+            " --tag-length {params.tag_length} --device {params.device} --dtype {params.dtype}"
+            " --threads {threads} {params.char_level} {params.bf16_inference} {params.flags}"
+            " --out-dir {params.out_dirs} > {log} 2>&1"
+
+
 rule train_baseline:
     input:
         model=get_model_dir(),
