@@ -22,6 +22,7 @@ import torch
 
 from tagllm.batching import collate, splice_tags
 from tagllm.generate import greedy_decode
+from tagllm.precision import cpu_identity, describe_cpu
 from tagllm.tags import TagTable
 from tagllm.train import Base
 
@@ -101,11 +102,13 @@ def main() -> None:
     result = {
         "model": base.info.model_id, "batch": args.batch, "new_tokens": args.new_tokens,
         "threads": args.threads, "cpu_bf16_inference": args.cpu_bf16_inference,
+        "cpu": cpu_identity(),
         "tokens_per_s": rates,
         "batched_vs_one_at_a_time": rates["batched"] / rates["one_at_a_time"],
         "batched_vs_hf_generate": rates["batched"] / rates["hf_generate_one_at_a_time"],
         "target_batched_vs_one_at_a_time": 4.0,
     }
+    print(describe_cpu())
     for name, rate in rates.items():
         print(f"{name:28s} {rate:8.1f} generated tokens/s (median of {args.rounds})")
     print(f"batched / one at a time      {result['batched_vs_one_at_a_time']:.2f}x (target >= 4)")

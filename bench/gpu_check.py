@@ -23,6 +23,7 @@ from tagllm.attention import use_direct_attention
 from tagllm.model import freeze
 from tagllm.model_sources import char_tokenizer
 from tagllm.objectives import PrefixStore, lm_loss, regression_hidden
+from tagllm.precision import cpu_identity, describe_cpu
 from tagllm.prompts import NO_SLOT, Encoded
 from tagllm.tags import BaseModelInfo, TagTable
 from tagllm.train import Base
@@ -113,7 +114,12 @@ def main() -> None:
             head(hidden.float()).pow(2).mean().backward()
 
     results = {"shape": args.shape, "device": args.device, "batch": args.batch,
-               "tokens": args.tokens, "parameters_non_embedding": n_params}
+               "tokens": args.tokens, "parameters_non_embedding": n_params,
+               "cpu": cpu_identity()}
+    if args.device.startswith("cuda"):
+        results["gpu"] = torch.cuda.get_device_name(torch.device(args.device))
+        print(f"GPU: {results['gpu']}")
+    print(describe_cpu())
     seq = args.tokens + args.tag_length
     for name, step, fwd_tokens, bwd_tokens in (
             ("stage1", stage1_step, args.batch * seq, args.batch * seq),

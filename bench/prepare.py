@@ -18,6 +18,7 @@ from tagllm.data.labels import compute_labels
 from tagllm.data.molecules import canonical_molecules, rdkit_nci_path, read_smi
 from tagllm.data.proteins import pyhmmer_proteome_path, read_fasta, valid_proteins
 from tagllm.data.validation import Rejections
+from tagllm.precision import cpu_identity, describe_cpu
 
 
 def inputs() -> dict[str, list[str]]:
@@ -41,7 +42,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="the 'all' setting")
     parser.add_argument("--json", default="", help="also write the results here")
     args = parser.parse_args()
-    results = {}
+    results = {"cpu": cpu_identity()}
+    print(describe_cpu())
     for kind, values in inputs().items():
         one = rows_per_second(kind, values, 1, args.repeats)
         many = rows_per_second(kind, values, args.workers, args.repeats)

@@ -1,8 +1,8 @@
 """One training step of each path, timed side by side on the same batch (median of several rounds).
 
     python bench/train_step.py [--model results/models/smollm2_135m_instruct | --model tiny]
-                               [--dtype float32 bfloat16] [--batch 8] [--tokens 128] [--rounds 5]
-                               [--compare-attention] [--no-rss] [--json out.json]
+                               [--dtype float32 bfloat16 autocast] [--batch 8] [--tokens 128]
+                               [--rounds 5] [--compare-attention] [--no-rss] [--json out.json]
 
 Paths (batch B x T tokens of prompt, then a p-row function tag at the end; a p-row domain tag first):
 - forward:        a no-grad forward of the batch (the floor a function-tag step is compared with)
@@ -23,7 +23,10 @@ Peak RSS per path is measured in a fresh process per path.
 
 Each `--dtype` is one setting in which every path runs with the base model's weights in that dtype
 (tags, heads and losses stay float32): float32, and bfloat16, the half precision the paper trains
-in and GPU runs use. grad_rel_err is an exactness check, so its target applies to float32 only.
+in and GPU runs use; `autocast` is float32 weights with the gradient-free passes (the cached
+prefix, the forward floor) under bf16 autocast, what `cpu_bf16_inference` switches on. The last
+table puts the settings side by side, with the choice `cpu_bf16_inference: auto` makes on this CPU.
+grad_rel_err is an exactness check, so its target applies to float32 only.
 """
 
 from __future__ import annotations
@@ -39,8 +42,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from transformers import AutoConfig
 
-from tagllm import attention
+from tagllm import attention, precision
 from tagllm.batching import collate
 from tagllm.forward import full_hidden
 from tagllm.objectives import PrefixStore, lm_loss, regression_hidden
@@ -50,6 +54,12 @@ from tagllm.train import Base
 
 PATHS = ("forward", "function_tag", "function_tag_cached", "full_backprop", "peft_prompt",
          "domain_tag", "peft_prompt_ce")
+
+
+# Setting -> (weights dtype, cpu_bf16_inference). bfloat16 weights keep `auto`, as a run would:
+# the direct attention's half-precision path is taken only where bf16 is fast.
+SETTINGS = {"float32": ("float32", "false"), "autocast": ("float32", "true"),
+            "bfloat16": ("bfloat16", "auto")}
 
 
 def model_folder(model: str) -> str:
@@ -64,9 +74,10 @@ def model_folder(model: str) -> str:
 class Setup:
     """The batch, tags and head shared by every path."""
 
-    def __init__(self, folder: str, dtype: str, batch: int, tokens: int, p: int, seed: int = 0
+    def __init__(self, folder: str, setting: str, batch: int, tokens: int, p: int, seed: int = 0
                  ) -> None:
-        base = Base.load(folder, dtype, "cpu")
+        dtype, bf16_inference = SETTINGS[setting]
+        base = Base.load(folder, dtype, "cpu", cpu_bf16_inference=bf16_inference)
         torch.manual_seed(seed)
         self.base, self.p, self.folder, self.dtype = base, p, folder, dtype
         vocab = base.info.vocab_size
@@ -113,7 +124,7 @@ def step_functions(setup: Setup, peft_paths: tuple[str, ...] = PEFT_PATHS) -> di
                               ).backward()
 
     def forward() -> None:
-        with torch.no_grad():
+        with torch.no_grad(), base.inference_autocast():
             batch = collate(setup.function_examples, base.tokenizer.pad_token_id or 0, "left")
             full_hidden(base.model, tags.flat(), batch)
 
@@ -280,7 +291,8 @@ def measure(args: argparse.Namespace, folder: str, dtype: str) -> dict:
 
 
 def report(dtype: str, results: dict) -> None:
-    print(f"weights in {dtype}:")
+    print(f"setting {dtype} (weights {SETTINGS[dtype][0]}, gradient-free passes under bf16 "
+          f"autocast: {SETTINGS[dtype][1]}):")
     for name, value in results["median_s"].items():
         memory = results.get("memory", {}).get(name)
         print(f"  {name:22s} {value * 1000:9.1f} ms" + (
@@ -301,12 +313,26 @@ def report(dtype: str, results: dict) -> None:
         print(f"  {name + ' plain SDPA / ours':32s} {ratio:.3g}  (tagllm.attention's gain)")
 
 
+def side_by_side(results: dict, settings: list[str]) -> None:
+    """Each path's median step in every setting, and each setting against the first."""
+    first = settings[0]
+    print("side by side (ms per step; ratio: the first setting's time / this one's, > 1: faster):")
+    print(f"  {'path':22s}" + "".join(f" {name:>10s}" for name in settings)
+          + "".join(f" {first + '/' + name:>18s}" for name in settings[1:]))
+    for path, seconds in results[first]["median_s"].items():
+        times = [results[name]["median_s"].get(path) for name in settings]
+        if any(t is None for t in times):
+            continue
+        print(f"  {path:22s}" + "".join(f" {t * 1000:10.1f}" for t in times)
+              + "".join(f" {seconds / t:18.2f}" for t in times[1:]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="results/models/smollm2_135m_instruct",
                         help="a prepared model folder, or 'tiny' for a random 2-layer Llama")
     parser.add_argument("--dtype", nargs="+", default=["float32", "bfloat16"],
-                        choices=["float32", "bfloat16"], help="settings to measure, one by one")
+                        choices=sorted(SETTINGS), help="settings to measure, one by one")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--tokens", type=int, default=128, help="prompt tokens per example")
     parser.add_argument("--tag-length", type=int, default=10)
@@ -317,14 +343,20 @@ def main() -> None:
     parser.add_argument("--json", default="", help="also write the results here")
     args = parser.parse_args()
 
+    folder = model_folder(args.model)
+    choice = precision.choose("auto", "cpu", AutoConfig.from_pretrained(folder))
     results = {"model": args.model, "batch": args.batch, "tokens": args.tokens,
-               "tag_length": args.tag_length, "rounds": args.rounds, "targets": TARGETS}
+               "tag_length": args.tag_length, "rounds": args.rounds, "targets": TARGETS,
+               "cpu": precision.cpu_identity(), "auto_precision": choice.to_json()}
+    print(precision.describe_cpu())
+    print(f"cpu_bf16_inference auto here: {'bf16' if choice.bf16 else 'float32'} ({choice.reason})")
     print(f"model {args.model}, batch {args.batch} x {args.tokens} tokens, p = {args.tag_length}, "
           f"median of {args.rounds}, {torch.get_num_threads()} threads")
-    folder = model_folder(args.model)
     for dtype in args.dtype:
         results[dtype] = measure(args, folder, dtype)
         report(dtype, results[dtype])
+    if len(args.dtype) > 1:
+        side_by_side(results, args.dtype)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 
