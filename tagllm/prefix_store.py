@@ -72,12 +72,16 @@ def prefix_keys(prefixes: Sequence[Encoded], tag_rows: torch.Tensor) -> list[Has
 
 
 class PrefixStore:
-    """Per-example prefix caches by content, kept while they fit in `budget_bytes`."""
+    """Per-example prefix caches by content, kept while they fit in `budget_bytes`.
+
+    An entry is (the batch cache it was computed in, its row): a batch asked for again as it was
+    computed (a later epoch of the same run) is that cache itself, with no copy; any other mix of
+    stored examples is assembled from their rows."""
 
     def __init__(self, budget_bytes: int) -> None:
         self.budget = budget_bytes
         self.used = 0
-        self.items: dict[Hashable, PrefixCache] = {}
+        self.items: dict[Hashable, tuple[PrefixCache, int]] = {}
         self.computed = 0  # prefix passes run
         self.reused = 0  # examples served from the store
 
@@ -90,23 +94,21 @@ class PrefixStore:
             if key not in self.items and key not in seen:
                 seen.add(key)
                 to_compute.append(index)
-        fresh = compute(to_compute) if to_compute else None
-        self.computed += fresh is not None
-        pending = {}
-        if fresh is not None:
-            for row, index in enumerate(to_compute):
-                pending[keys[index]] = row
-                self._add(keys[index], fresh, row)
+        fresh = None
+        if to_compute:
+            fresh = compute(to_compute)
+            self.computed += 1
+            if self.used + fresh.nbytes() <= self.budget:
+                self.used += fresh.nbytes()
+                for row, index in enumerate(to_compute):
+                    self.items[keys[index]] = (fresh, row)
         if fresh is not None and len(to_compute) == len(keys):
-            return fresh  # the whole batch, in order: no re-assembly
-        self.reused += sum(key not in pending for key in keys)
-        return stack_left_padded([self.items[key] if key in self.items
-                                  else fresh.example(pending[key]) for key in keys])
-
-    def _add(self, key: Hashable, fresh: PrefixCache, row: int) -> None:
-        if key in self.items or self.used >= self.budget:
-            return
-        entry = fresh.example(row)
-        if self.used + entry.nbytes() <= self.budget:
-            self.items[key] = entry
-            self.used += entry.nbytes()
+            return fresh  # the whole batch, in order
+        computed_row = {keys[index]: row for row, index in enumerate(to_compute)}
+        self.reused += sum(key not in computed_row for key in keys)
+        rows = [self.items.get(key) or (fresh, computed_row[key]) for key in keys]
+        first = rows[0][0]
+        if (all(cache is first for cache, _ in rows) and first.lengths.shape[0] == len(keys)
+                and [row for _, row in rows] == list(range(len(keys)))):
+            return first  # exactly a batch computed before
+        return stack_left_padded([cache.example(row) for cache, row in rows])
