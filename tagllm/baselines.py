@@ -50,6 +50,7 @@ def train_baseline(model_dir: str | Path, method_name: str, task_name: str,
     if task.kind != "regression" and method.trainer == "probe":
         raise ValueError(f"a linear probe needs a regression task, not {task_name}")
     base = Base.load(model_dir, dtype, device, char_level, cpu_bf16_inference)
+    base.resume_precision([out_dir])
     frame = read_table(data_path, task.columns(), config.max_examples, config.seed)
     check_labels(task, frame, data_path)
     tags = TagTable(base.info)
@@ -85,7 +86,9 @@ def train_baseline(model_dir: str | Path, method_name: str, task_name: str,
                        _batch_order(len(batches), config.seed), config, out_dir,
                        checkpoint.fingerprint(dict(
                            task=task_name, method=method.name, data=str(data_path),
-                           n=len(examples), p=tag_length, model=base.info.model_id, config=config)))
+                           n=len(examples), p=tag_length, model=base.info.model_id, config=config,
+                           bf16=base.precision.bf16)),
+                       extra_state={"bf16": base.precision.bf16})
     if distributed.is_main():
         if adapter is not None:
             adapter.peft.eval()

@@ -45,5 +45,14 @@ def load(folder: str | Path, expected_fingerprint: str) -> dict | None:
     return state
 
 
+def read_extra(folder: str | Path) -> dict | None:
+    """The `extra` entry of the checkpoint in `folder` (what the run recorded beside its state, such
+    as its precision), or None if there is no checkpoint."""
+    path = Path(folder) / CHECKPOINT
+    if not path.is_file():
+        return None
+    return dict(torch.load(path, map_location="cpu", weights_only=True).get("extra", {}))
+
+
 def remove(folder: str | Path) -> None:
     (Path(folder) / CHECKPOINT).unlink(missing_ok=True)

@@ -165,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--max-rows", type=int, default=0, help="score the first N test rows (0: all)")
     p.add_argument("--max-new-tokens", type=int, default=64, help="longest translation decoded")
+    p.add_argument("--cache-budget-mb", type=int, default=4096,
+                   help="with several runs, keep the test rows' frozen prefixes up to this many MiB")
 
     for name, text in (("evaluate-train-mean", "the training-mean predictor"),
                        ("evaluate-nearest-neighbour", "nearest neighbour by difflib similarity")):
@@ -224,7 +226,7 @@ def run(args: argparse.Namespace) -> None:
 
         train_domain_tag(args.model, args.data, args.column, args.tag, args.out_dir,
                          args.tag_length, train_config(args), args.device, args.dtype,
-                         args.char_level)
+                         args.char_level, args.cpu_bf16_inference)
     elif args.command == "train-function-tag":
         from tagllm.train import train_function_tags
 
@@ -247,7 +249,8 @@ def run(args: argparse.Namespace) -> None:
         for metrics in evaluate_runs(args.model, args.run or [None], args.out_dir, args.task,
                                      args.test, args.batch_size, args.device, args.dtype,
                                      args.char_level, args.name, args.method, args.train or None,
-                                     args.max_rows, args.max_new_tokens, args.cpu_bf16_inference):
+                                     args.max_rows, args.max_new_tokens, args.cpu_bf16_inference,
+                                     args.cache_budget_mb):
             logging.info("metrics: %s", metrics)
     elif args.command in ("evaluate-train-mean", "evaluate-nearest-neighbour"):
         from tagllm.evaluate import evaluate_nearest_neighbour, evaluate_train_mean

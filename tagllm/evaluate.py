@@ -138,14 +138,15 @@ def evaluate_runs(model_dir: str | Path, run_dirs: Sequence[str | Path | None],
     if len(run_dirs) != len(out_dirs):
         raise ValueError(f"{len(run_dirs)} runs but {len(out_dirs)} output folders")
     specs = [read_run_spec(run_dir) if run_dir is not None else {} for run_dir in run_dirs]
-    adapters = [spec["method"] for spec in specs if get_method(spec.get("method", "tagllm")).adapter
-                != "none"]
+    methods = [get_method(method_name or spec.get("method", "tagllm")) for spec in specs]
+    adapters = [method.name for method in methods if method.adapter != "none"]
     if adapters and len(run_dirs) > 1:
         # PEFT wraps the model's layers in place: a later run would see them.
         raise ValueError(f"adapter runs ({adapters}) must be evaluated one per process")
     get_task(task_name)  # an unknown task fails before the model loads
     base = Base.load(model_dir, dtype, device, char_level, cpu_bf16_inference)
-    store = PrefixStore(cache_budget_mb * 2**20)
+    # One run reuses nothing: no store memory then (the prefix path still runs the common start once).
+    store = PrefixStore(cache_budget_mb * 2**20 if len(run_dirs) > 1 else 0)
     return [_evaluate(base, store, run_dir, spec, task_name, test_path, out_dir, batch_size, name,
                       method_name, train_path, max_rows, max_new_tokens)
             for run_dir, spec, out_dir in zip(run_dirs, specs, out_dirs, strict=True)]
@@ -183,7 +184,8 @@ def _evaluate(base: Base, store: PrefixStore, run_dir: str | Path | None, spec: 
     if predictor.head is not None:
         passes, reused = store.computed, store.reused
         predicted = predictor.regress(examples, batch_size, store)
-        cache = {"prefix_passes": store.computed - passes, "reused_examples": store.reused - reused}
+        cache = {"prefix_forwards": store.computed - passes,
+                 "reused_examples": store.reused - reused}
         return _write(frame, predicted, task.name, run, method.name, base.info.model_id, out_dir,
                       precision=base.precision.to_json(), prefix_cache=cache)
     if "label_mean" not in spec:

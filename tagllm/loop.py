@@ -63,13 +63,16 @@ def versions() -> dict[str, str]:
 def optimise(groups: list[dict], named: dict[str, torch.Tensor], n_batches: int,
              step_loss: Callable[[int, int], tuple[torch.Tensor, int]],
              batch_order: Callable[[int], list[int]], config: TrainConfig,
-             checkpoint_dir: str | Path | None = None, fingerprint: str = "") -> dict:
+             checkpoint_dir: str | Path | None = None, fingerprint: str = "",
+             keep_final: bool = False, extra_state: dict | None = None) -> dict:
     """Run `config.epochs` passes and return training metrics.
 
     `groups` are AdamW parameter groups; `named` the same trainable tensors by name (what a
     checkpoint saves). `step_loss(epoch, batch)` returns (mean loss, tokens processed);
     `batch_order(epoch)` the batch indices of an epoch, which must not depend on anything but the
-    epoch (so a resumed run sees the same batches)."""
+    epoch (so a resumed run sees the same batches). `keep_final` also checkpoints the finished
+    state, so that a rerun of a job that trains several runs skips the finished ones (it resumes
+    with no step left); `extra_state` is saved with every checkpoint (`checkpoint.read_extra`)."""
     params = [p for group in groups for p in group["params"]]
     per_rank = len(distributed.shard(list(range(n_batches))))
     steps_per_epoch = math.ceil(per_rank / config.grad_accum)
@@ -80,7 +83,8 @@ def optimise(groups: list[dict], named: dict[str, torch.Tensor], n_batches: int,
     curve: list[dict] = []
     step = tokens = start_epoch = start_position = 0
     saving = checkpoint_dir is not None and config.checkpoint_every > 0
-    state = checkpoint.load(checkpoint_dir, fingerprint) if saving else None
+    resumable = checkpoint_dir is not None and (saving or keep_final)
+    state = checkpoint.load(checkpoint_dir, fingerprint) if resumable else None
     if state:
         with torch.no_grad():
             for name, value in named.items():
@@ -91,6 +95,15 @@ def optimise(groups: list[dict], named: dict[str, torch.Tensor], n_batches: int,
         step, tokens, curve = state["step"], state["tokens"], list(state["curve"])
         start_epoch, start_position = state["epoch"], state["position"]
     resumed_from, tokens_before = step, tokens
+
+    def save(epoch: int, position: int) -> None:
+        checkpoint.save(checkpoint_dir, {
+            "fingerprint": fingerprint, "step": step, "tokens": tokens, "curve": curve,
+            "epoch": epoch, "position": position,
+            "params": {k: v.detach().cpu().clone() for k, v in named.items()},
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "rng": torch.get_rng_state(), "extra": dict(extra_state or {})})
+
     started = time.perf_counter()
     window_loss, window_batches = 0.0, 0
     bar = tqdm(total=total_steps, initial=step, desc="train", file=sys.stderr, mininterval=5,
@@ -122,12 +135,9 @@ def optimise(groups: list[dict], named: dict[str, torch.Tensor], n_batches: int,
                          peak_rss_mb())
             if saving and step % config.checkpoint_every == 0 and distributed.is_main():
                 at_end = position == len(order) - 1
-                checkpoint.save(checkpoint_dir, {
-                    "fingerprint": fingerprint, "step": step, "tokens": tokens, "curve": curve,
-                    "epoch": epoch + 1 if at_end else epoch, "position": 0 if at_end else position + 1,
-                    "params": {k: v.detach().cpu().clone() for k, v in named.items()},
-                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "rng": torch.get_rng_state()})
+                save(epoch + 1 if at_end else epoch, 0 if at_end else position + 1)
+    if keep_final and checkpoint_dir is not None and distributed.is_main() and step > resumed_from:
+        save(config.epochs, 0)
     bar.close()
     wall = time.perf_counter() - started
     return {"steps": step, "loss_curve": curve, "final_loss": curve[-1]["loss"] if curve else None,

@@ -64,6 +64,21 @@ class Base:
     def cpu_bf16_inference(self) -> bool:
         return self.precision.bf16
 
+    def resume_precision(self, run_dirs: Sequence[str | Path]) -> None:
+        """Take the precision a checkpoint in `run_dirs` was made with, so that a resumed run
+        continues as it started even where a new measurement would choose otherwise."""
+        for run_dir in run_dirs:
+            recorded = checkpoint.read_extra(run_dir)
+            if recorded is None or "bf16" not in recorded or recorded["bf16"] == self.precision.bf16:
+                continue
+            self.precision = replace(self.precision, bf16=bool(recorded["bf16"]),
+                                     reason=f"resumed: {run_dir}'s checkpoint was made with "
+                                            f"bf16={recorded['bf16']} ({self.precision.reason})")
+            use_direct_attention(self.model, cpu_half=self.precision.bf16
+                                 or self.device.type != "cpu")
+            log.info("precision: %s", self.precision.reason)
+            return
+
     @property
     def device(self) -> torch.device:
         return self.model.get_input_embeddings().weight.device
@@ -125,11 +140,13 @@ def _domain_examples(base: Base, tags: TagTable, tag: str, texts) -> list[Encode
 # --------------------------------------------------------------------------- stage 1
 def train_domain_tag(model_dir: str | Path, data_path: str | Path, column: str, tag: str,
                      out_dir: str | Path, tag_length: int, config: TrainConfig,
-                     device: str = "cpu", dtype: str = "float32", char_level: bool = True) -> dict:
+                     device: str = "cpu", dtype: str = "float32", char_level: bool = True,
+                     cpu_bf16_inference: str | bool = "auto") -> dict:
     """Stage 1: learn `<tag>` from unlabeled text by next-token prediction on `<tag> text`."""
     distributed.setup()
     seed_everything(config.seed)
-    base = Base.load(model_dir, dtype, device, char_level)
+    base = Base.load(model_dir, dtype, device, char_level, cpu_bf16_inference)
+    base.resume_precision([out_dir])
     texts = read_table(data_path, [column], config.max_examples, config.seed)[column].astype(str)
     tags = TagTable(base.info)
     tags.add_new(tag, "domain", 1, tag_length, base.embeddings(), run=f"stage1/{tag}")
@@ -146,7 +163,9 @@ def train_domain_tag(model_dir: str | Path, data_path: str | Path, column: str, 
         [{"params": tags.trainable_parameters()}], dict(tags.tags.items()), len(batches),
         step_loss, _batch_order(len(batches), config.seed), config, out_dir,
         checkpoint.fingerprint(dict(stage=1, tag=tag, data=str(data_path), n=len(examples),
-                                    p=tag_length, model=base.info.model_id, config=config)))
+                                    p=tag_length, model=base.info.model_id, config=config,
+                                    bf16=base.precision.bf16)),
+        extra_state={"bf16": base.precision.bf16})
     if distributed.is_main():
         tags.save(out_dir)
         metrics.update(stage=1, tag=tag, examples=len(examples), base_model=base.info.model_id,
@@ -256,17 +275,25 @@ def train_function_tags(model_dir: str | Path, task_name: str, data_path: str | 
     get_task(task_name)  # an unknown task fails before the model loads
     distributed.setup()
     base = Base.load(model_dir, dtype, device, char_level, cpu_bf16_inference)
+    base.resume_precision([out_dir for _, out_dir in runs])
     store = PrefixStore(config.cache_budget_mb * 2**20) if config.cache_prefix else None
+    # Several runs: each keeps its final checkpoint until all are done, so that a rerun after a
+    # kill skips the finished ones (the workflow deletes a failed job's outputs, not checkpoints).
+    several = len(runs) > 1
     results = [_train_run(base, store, method, task_name, data_path, domain_tag_dirs, out_dir,
-                          tag_length, config, enrich_data)
+                          tag_length, config, enrich_data, keep_checkpoint=several)
                for method, (_, out_dir) in zip(methods, runs, strict=True)]
+    if several and distributed.is_main():
+        for _, out_dir in runs:
+            checkpoint.remove(out_dir)
     distributed.teardown()
     return results
 
 
 def _train_run(base: Base, store: PrefixStore | None, method: Method, task_name: str,
                data_path: str | Path, domain_tag_dirs: list[str | Path], out_dir: str | Path,
-               tag_length: int, config: TrainConfig, enrich_data: dict[str, str] | None) -> dict:
+               tag_length: int, config: TrainConfig, enrich_data: dict[str, str] | None,
+               keep_checkpoint: bool = False) -> dict:
     """One run of `train_function_tags` on a loaded base, with the shared prefix store."""
     seed_everything(config.seed)
     task = get_task(task_name)
@@ -288,6 +315,7 @@ def _train_run(base: Base, store: PrefixStore | None, method: Method, task_name:
     batches = length_grouped_batches([len(e) for e in examples], config.batch_size, None)
     passes_before = store.computed if store else 0
     reused_before = store.reused if store else 0
+    kept_before = store.used if store else 0
     head, targets = None, None
     if task.kind == "regression" and method.head:
         labels = torch.tensor(frame[task.label].to_numpy(), dtype=torch.float32)
@@ -319,7 +347,8 @@ def _train_run(base: Base, store: PrefixStore | None, method: Method, task_name:
                            task=task_name, method=method.name, data=str(data_path),
                            n=len(examples), p=tag_length, model=base.info.model_id, config=config,
                            domain=[str(d) for d in domain_tag_dirs], enriched=enriched,
-                           bf16=base.precision.bf16)))
+                           bf16=base.precision.bf16)),
+                       keep_final=keep_checkpoint, extra_state={"bf16": base.precision.bf16})
     if distributed.is_main():
         tags.save(out_dir)
         if head is not None:
@@ -331,12 +360,16 @@ def _train_run(base: Base, store: PrefixStore | None, method: Method, task_name:
             examples=len(examples), base_model=base.info.model_id, enriched=enriched,
             hidden_size=base.info.hidden_size,
             trainable_parameters=sum(p.numel() for g in groups for p in g["params"]),
-            prefix_cache={"enabled": store is not None, "kept_bytes": store.used if store else 0,
+            # This run's share of the store: bytes it added, prefix passes it ran, and examples it
+            # was served from the store (counted each time, every epoch).
+            prefix_cache={"enabled": store is not None,
+                          "kept_bytes": store.used - kept_before if store else 0,
                           "prefix_forwards": store.computed - passes_before if store else 0,
                           "reused_examples": store.reused - reused_before if store else 0},
             precision=base.precision.to_json(), total_wall_s=time.perf_counter() - started)
         write_json(Path(out_dir) / "metrics.json", metrics)
-        checkpoint.remove(out_dir)
+        if not keep_checkpoint:
+            checkpoint.remove(out_dir)
     return metrics
 
 

@@ -73,6 +73,20 @@ def test_stored_prefixes_are_found_by_content_in_any_batch(tiny_base):
     assert store.computed == 3 and store.reused == 1
 
 
+def test_stored_prefixes_with_a_common_start_and_duplicates(tiny_base, monkeypatch):
+    """Prefixes computed with the batch's common start run apart ([shared][left pad][rest] in the
+    cache) come out right in other batches, and an example twice in a batch is computed once."""
+    monkeypatch.setattr(forward, "MIN_SHARED_SAVING", 0)
+    tags, examples = setup(tiny_base, ["CCO", "c1ccccc1C(=O)O", "N", "CCN"])
+    store = PrefixStore(budget_bytes=10**9)
+    regression_hidden(tiny_base, tags, examples[:3], store)
+    mixed = [examples[2], examples[3], examples[0], examples[3]]
+    reused = regression_hidden(tiny_base, tags, mixed, store)
+    assert store.computed == 2 and store.reused == 2 and len(store.items) == 4
+    fresh = regression_hidden(tiny_base, tags, mixed, None)
+    assert relative_error(reused, fresh) < 1e-5
+
+
 def test_zero_budget_recomputes(tiny_base):
     tags, examples = setup(tiny_base, ["CCO"])
     store = PrefixStore(budget_bytes=0)

@@ -172,7 +172,7 @@ def test_runs_trained_and_scored_together_equal_runs_alone(smiles_tag, tiny_mode
     from tagllm.evaluate import evaluate_runs
     from tagllm.train import train_function_tags
 
-    methods = ["tagllm", "tagllm_p2", "no_head", "no_domain_tags"]
+    methods = ["tagllm", "tagllm_p2", "no_head", "no_domain_tags"]  # the workflow's order
     together = train_function_tags(tiny_model_dir, "qed", qed_dir / "train.parquet", [smiles_tag],
                                    [(m, tmp_path / "together" / m) for m in methods], P,
                                    TrainConfig(**FAST), cpu_bf16_inference="false")
@@ -184,9 +184,13 @@ def test_runs_trained_and_scored_together_equal_runs_alone(smiles_tag, tiny_mode
         train_function_tag(tiny_model_dir, "qed", qed_dir / "train.parquet", [smiles_tag],
                            tmp_path / "alone" / method, P, TrainConfig(**FAST), method_name=method,
                            cpu_bf16_inference="false")
-        a = load_file(str(tmp_path / "together" / method / "tags.safetensors"))
-        b = load_file(str(tmp_path / "alone" / method / "tags.safetensors"))
-        assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a), method
+        for name in ("tags", "head"):
+            if method == "no_head" and name == "head":
+                continue
+            a = load_file(str(tmp_path / "together" / method / f"{name}.safetensors"))
+            b = load_file(str(tmp_path / "alone" / method / f"{name}.safetensors"))
+            assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a), (method, name)
+    assert not list((tmp_path / "together").rglob("checkpoint.pt"))  # removed once all are done
 
     runs = [tmp_path / "together" / m for m in ("tagllm", "tagllm_p2", "no_domain_tags")]
     scored = evaluate_runs(tiny_model_dir, runs, [tmp_path / "eval" / r.name for r in runs], "qed",
@@ -206,3 +210,34 @@ def test_runs_trained_and_scored_together_equal_runs_alone(smiles_tag, tiny_mode
     with pytest.raises(ValueError, match="one per process"):
         evaluate_runs(tiny_model_dir, [runs[0], lora], [tmp_path / "x", tmp_path / "y"], "qed",
                       qed_dir / "test.parquet")
+
+
+def test_a_killed_job_of_several_runs_skips_the_finished_ones(smiles_tag, tiny_model_dir, qed_dir,
+                                                              tmp_path, monkeypatch):
+    """The first run keeps its final checkpoint while the second is killed; the rerun resumes the
+    first with no step left (same tags) and trains the second."""
+    from tagllm import train
+    from tagllm.train import train_function_tags
+
+    runs = [("tagllm", tmp_path / "a"), ("tagllm_p2", tmp_path / "b")]
+    original = train._train_run
+
+    def killed_second(base, store, method, *args, **kwargs):
+        if method.name == "tagllm_p2":
+            raise KeyboardInterrupt
+        return original(base, store, method, *args, **kwargs)
+
+    monkeypatch.setattr(train, "_train_run", killed_second)
+    with pytest.raises(KeyboardInterrupt):
+        train_function_tags(tiny_model_dir, "qed", qed_dir / "train.parquet", [smiles_tag], runs,
+                            P, TrainConfig(**FAST))
+    first = load_file(str(tmp_path / "a" / "tags.safetensors"))
+    assert (tmp_path / "a" / "checkpoint.pt").is_file()
+    monkeypatch.setattr(train, "_train_run", original)
+    resumed = train_function_tags(tiny_model_dir, "qed", qed_dir / "train.parquet", [smiles_tag],
+                                  runs, P, TrainConfig(**FAST))
+    assert resumed[0]["resumed_from_step"] == resumed[0]["steps"] > 0
+    assert resumed[0]["prefix_cache"]["prefix_forwards"] == 0  # nothing left to compute
+    assert resumed[1]["resumed_from_step"] == 0
+    assert torch.equal(first["QED"], load_file(str(tmp_path / "a" / "tags.safetensors"))["QED"])
+    assert not (tmp_path / "a" / "checkpoint.pt").exists()

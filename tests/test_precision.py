@@ -86,3 +86,15 @@ def test_choice_is_recorded_in_metrics(tiny_model_dir, qed_dir, tmp_path, monkey
     recorded = json.loads((tmp_path / "metrics.json").read_text())["precision"]
     assert recorded["bf16"] and recorded["speedup"] == pytest.approx(3.0)
     assert recorded["cpu"]["capability"] == torch.backends.cpu.get_cpu_capability()
+
+
+def test_a_resumed_run_keeps_the_precision_it_started_with(tiny_model_dir, tmp_path):
+    from tagllm import checkpoint
+
+    checkpoint.save(tmp_path, {"fingerprint": "x", "extra": {"bf16": True}})
+    base = Base.load(tiny_model_dir, "float32", "cpu", cpu_bf16_inference="false")
+    base.resume_precision([tmp_path / "no_checkpoint_here", tmp_path])
+    assert base.precision.bf16 and "resumed" in base.precision.reason
+    from tagllm import attention
+
+    assert base.model.config._attn_implementation == attention.NAME  # the half path follows

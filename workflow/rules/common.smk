@@ -100,9 +100,24 @@ def family_training():
         and get_method(method).trainer == "tags"
         and not get_method(method).enrich
         and not get_method(method).enriched_tags_from
+        and not JOBS[(method, on)].get("enrich", False)
         and JOBS[(method, on)] == settings
     ]
-    return sorted(members) if len(members) > 1 else []
+    return sorted(members, key=sharing_order) if len(members) > 1 else []
+
+
+def sharing_order(method):
+    """Runs with Tag-LLM's prompt and stage-1 tags first (their prefixes are shared, in the same
+    batches), then those that share only some (no_head), then the rest."""
+    spec = get_method(method)
+    if (
+        spec.head
+        and spec.function_tag
+        and spec.uses_domain_tags
+        and not spec.enriched_tags_from
+    ):
+        return (0, method)
+    return (1 if spec.uses_domain_tags and not spec.enriched_tags_from else 2, method)
 
 
 def family_evaluation():
@@ -117,7 +132,7 @@ def family_evaluation():
         for method, on in JOBS
         if on == run and get_method(method).adapter == "none"
     ]
-    return sorted(members) if len(members) > 1 else []
+    return sorted(members, key=sharing_order) if len(members) > 1 else []
 
 
 FAMILY_RUN = ABLATIONS.get("run", "")

@@ -76,7 +76,9 @@ if EVALUATED_TOGETHER:
         resources:
             gpu=lookup(dpath="resources/eval_gpu", within=config, default=0),
             mem_mb=lookup(dpath="resources/mem_mb", within=config, default=8000),
-            runtime=lookup(dpath="resources/runtime", within=config, default=120),
+            # One run's time limit for each run of the job.
+            runtime=lookup(dpath="resources/runtime", within=config, default=120)
+            * len(EVALUATED_TOGETHER),
         params:
             launch=get_eval_launcher,
             task=RUNS[FAMILY_RUN]["task"] if FAMILY_RUN else "",

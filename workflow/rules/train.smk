@@ -29,12 +29,13 @@ rule train_domain_tag:
         device=lookup(dpath="device", within=config),
         dtype=lookup(dpath="model/dtype", within=config, default="float32"),
         char_level=get_char_level_flag,
+        bf16_inference=get_bf16_inference_flag,
         flags=get_stage1_flags,
     shell:
         "{params.launch} train-domain-tag --model {input.model} --data {input.data}"
         " --column {params.column} --tag {wildcards.tag} --tag-length {params.tag_length}"
         " --device {params.device} --dtype {params.dtype} --threads {threads}"
-        " {params.char_level} {params.flags}"
+        " {params.char_level} {params.bf16_inference} {params.flags}"
         " --out-dir results/tags/stage1/{wildcards.tag}/seed{wildcards.seed} > {log} 2>&1"
 
 
@@ -126,7 +127,9 @@ if TRAINED_TOGETHER:
         resources:
             gpu=lookup(dpath="resources/gpu", within=config, default=0),
             mem_mb=lookup(dpath="resources/mem_mb", within=config, default=8000),
-            runtime=lookup(dpath="resources/runtime", within=config, default=120),
+            # One run's time limit for each run of the job.
+            runtime=lookup(dpath="resources/runtime", within=config, default=120)
+            * len(TRAINED_TOGETHER),
         params:
             launch=get_launcher,
             task=RUNS[FAMILY_RUN]["task"] if FAMILY_RUN else "",
