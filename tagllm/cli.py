@@ -118,11 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("train-domain-tag", help="stage 1: a domain tag by next-token loss")
     add_model_flags(p)
-    p.add_argument("--data", required=True, help="Parquet file with the text column")
-    p.add_argument("--column", required=True, help="text column")
-    p.add_argument("--tag", required=True, help="tag name, e.g. SMILES")
+    p.add_argument("--tag", nargs="+", required=True,
+                   help="tag name, e.g. SMILES; several train one after another in this process "
+                        "(one --data, --column and --out-dir each), sharing the model")
+    p.add_argument("--data", nargs="+", required=True, help="Parquet file with the text column")
+    p.add_argument("--column", nargs="+", required=True, help="text column")
     p.add_argument("--tag-length", type=int, default=10)
-    p.add_argument("--out-dir", required=True)
+    p.add_argument("--out-dir", nargs="+", required=True)
     add_train_config(p)
 
     p = commands.add_parser("train-function-tag", help="stage 2: function tag + regression head")
@@ -222,11 +224,14 @@ def run(args: argparse.Namespace) -> None:
         prepare_dataset(args.kind, args.out_dir,
                         Settings(**{k: v for k, v in vars(args).items() if k in fields}))
     elif args.command == "train-domain-tag":
-        from tagllm.train import train_domain_tag
+        from tagllm.train import train_domain_tags
 
-        train_domain_tag(args.model, args.data, args.column, args.tag, args.out_dir,
-                         args.tag_length, train_config(args), args.device, args.dtype,
-                         args.char_level, args.cpu_bf16_inference)
+        lists = (args.tag, args.data, args.column, args.out_dir)
+        if len({len(values) for values in lists}) != 1:
+            raise ValueError("--tag, --data, --column and --out-dir need one value per tag")
+        train_domain_tags(args.model, list(zip(*lists, strict=True)), args.tag_length,
+                          train_config(args), args.device, args.dtype, args.char_level,
+                          args.cpu_bf16_inference)
     elif args.command == "train-function-tag":
         from tagllm.train import train_function_tags
 

@@ -4,8 +4,9 @@ the model's own matrix products clearly faster in bf16 than in float32.
 CPUs with bf16 matrix units (AMX; AVX512-BF16) run a bf16 forward pass 2-3x faster than float32.
 Without them (AVX2-only CPUs: most laptops, many cloud VMs) PyTorch emulates bf16 and the same pass is
 up to 6x slower. The CPU flags alone do not settle it (oneDNN's kernels, thread counts and shapes
-decide), so `choose` times one decoder layer's projections at the model's own sizes both ways, which
-takes a fraction of a second, and takes bf16 only when it wins by `MIN_SPEEDUP`. `true` and `false`
+decide), so `choose` times one decoder layer's projections at the model's own sizes both ways, in
+alternation (so that load from other jobs falls on both alike), which takes a fraction of a
+second, and takes bf16 only when it wins by `MIN_SPEEDUP`. `true` and `false`
 force the choice. Every run records the result (`Precision.to_json`) with the CPU it ran on.
 """
 
@@ -30,11 +31,11 @@ ROWS = 128
 # Products larger than this in a dimension are timed at this size, so that the measurement of a
 # 7B model's layer on a CPU still takes well under a second (the ratio is a property of the kernels).
 MAX_TIMED_DIM = 2048
-REPEATS = 3
+REPEATS = 5
 BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 
-# (rows, [(out_features, in_features), ...], bf16) -> milliseconds for one pass over the products
-Timer = Callable[[int, Sequence[tuple[int, int]], bool], float]
+# (rows, [(out_features, in_features), ...]) -> a function: bf16 -> milliseconds for one pass
+Timer = Callable[[int, Sequence[tuple[int, int]]], Callable[[bool], float]]
 
 
 @dataclass(frozen=True)
@@ -44,18 +45,13 @@ class Precision:
     setting: str  # what was asked: auto, true or false
     bf16: bool  # gradient-free CPU passes under bf16 autocast
     reason: str
-    float32_ms: float | None = None  # timed products, median of REPEATS (auto only)
+    float32_ms: float | None = None  # one pass over the timed products, median of REPEATS
     bf16_ms: float | None = None
+    speedup: float | None = None  # median over rounds of float32 / bf16 within a round
     cpu: dict = field(default_factory=dict)
 
-    @property
-    def speedup(self) -> float | None:
-        if self.float32_ms is None or not self.bf16_ms:
-            return None
-        return self.float32_ms / self.bf16_ms
-
     def to_json(self) -> dict:
-        return {**asdict(self), "speedup": self.speedup, "min_speedup": MIN_SPEEDUP}
+        return {**asdict(self), "min_speedup": MIN_SPEEDUP}
 
 
 def parse_setting(value: str | bool) -> str:
@@ -106,30 +102,29 @@ def layer_shapes(config) -> list[tuple[int, int]]:
     return [(min(o, MAX_TIMED_DIM), min(i, MAX_TIMED_DIM)) for o, i in shapes]
 
 
-def time_products(rows: int, shapes: Sequence[tuple[int, int]], bf16: bool) -> float:
-    """Milliseconds for `F.linear` over `shapes` with float32 inputs and weights, under bf16
-    autocast or not, as the model runs: autocast converts frozen weights in every pass (it caches
-    only weights that need gradients), so the conversion is part of the cost. Median of REPEATS
-    after one warm-up (which also builds oneDNN's kernels)."""
+def time_products(rows: int, shapes: Sequence[tuple[int, int]]) -> Callable[[bool], float]:
+    """A timer of one pass of `F.linear` over `shapes` with float32 inputs and weights, under bf16
+    autocast or not (its argument), as the model runs: autocast converts frozen weights in every
+    pass (it caches only weights that need gradients), so the conversion is part of the cost."""
     generator = torch.Generator().manual_seed(0)
     pairs = [(torch.randn(rows, i, generator=generator), torch.randn(o, i, generator=generator))
              for o, i in shapes]
 
-    def one_pass() -> float:
+    def one_pass(bf16: bool) -> float:
         started = time.perf_counter()
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             for x, w in pairs:
                 F.linear(x, w)
         return (time.perf_counter() - started) * 1e3
 
-    one_pass()
-    return statistics.median(one_pass() for _ in range(REPEATS))
+    return one_pass
 
 
 def choose(setting: str | bool, device: torch.device | str, config, timer: Timer | None = None
            ) -> Precision:
     """Decide whether gradient-free passes on this CPU run under bf16 autocast (`timer`: how the
-    products are timed, `time_products` unless given)."""
+    products are timed, `time_products` unless given). After a warm-up each way, REPEATS rounds
+    of one float32 and one bf16 pass; the speed-up is the median of the rounds' ratios."""
     setting = parse_setting(setting)
     device = torch.device(device)
     cpu = cpu_identity() if device.type == "cpu" else {}
@@ -138,13 +133,16 @@ def choose(setting: str | bool, device: torch.device | str, config, timer: Timer
     if setting != "auto":
         return Precision(setting, setting == "true", f"forced by cpu_bf16_inference: {setting}",
                          cpu=cpu)
-    timer = timer or time_products
-    shapes = layer_shapes(config)
-    float32_ms = timer(ROWS, shapes, False)
-    bf16_ms = timer(ROWS, shapes, True)
-    bf16 = bf16_ms * MIN_SPEEDUP <= float32_ms
+    one_pass = (timer or time_products)(ROWS, layer_shapes(config))
+    one_pass(False)  # warm-up (oneDNN builds its bf16 kernels on first use)
+    one_pass(True)
+    rounds = [(one_pass(False), one_pass(True)) for _ in range(REPEATS)]
+    speedup = statistics.median(a / b for a, b in rounds)
+    float32_ms = statistics.median(a for a, _ in rounds)
+    bf16_ms = statistics.median(b for _, b in rounds)
+    bf16 = speedup >= MIN_SPEEDUP
     verdict = "faster" if bf16 else "not clearly faster"
-    reason = (f"measured: bf16 autocast {verdict} than float32 on this CPU "
-              f"({bf16_ms:.1f} vs {float32_ms:.1f} ms for one layer's products at {ROWS} rows; "
+    reason = (f"measured: bf16 autocast {verdict} than float32 on this CPU ({speedup:.2f}x; "
+              f"{bf16_ms:.1f} vs {float32_ms:.1f} ms for one layer's products at {ROWS} rows; "
               f"bf16 needs >= {MIN_SPEEDUP}x)")
-    return Precision(setting, bf16, reason, float32_ms, bf16_ms, cpu)
+    return Precision(setting, bf16, reason, float32_ms, bf16_ms, speedup, cpu)

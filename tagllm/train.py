@@ -33,7 +33,7 @@ from tagllm.tasks import get_domain_tag, get_task
 
 log = logging.getLogger("tagllm")
 __all__ = ["Base", "encode_examples", "read_run_spec", "read_table", "train_domain_tag",
-           "train_function_tag", "train_function_tags"]
+           "train_domain_tags", "train_function_tag", "train_function_tags"]
 RUN_SPEC = "run.json"
 
 
@@ -143,10 +143,36 @@ def train_domain_tag(model_dir: str | Path, data_path: str | Path, column: str, 
                      device: str = "cpu", dtype: str = "float32", char_level: bool = True,
                      cpu_bf16_inference: str | bool = "auto") -> dict:
     """Stage 1: learn `<tag>` from unlabeled text by next-token prediction on `<tag> text`."""
+    return train_domain_tags(model_dir, [(tag, data_path, column, out_dir)], tag_length, config,
+                             device, dtype, char_level, cpu_bf16_inference)[0]
+
+
+def train_domain_tags(model_dir: str | Path,
+                      tags: Sequence[tuple[str, str | Path, str, str | Path]], tag_length: int,
+                      config: TrainConfig, device: str = "cpu", dtype: str = "float32",
+                      char_level: bool = True, cpu_bf16_inference: str | bool = "auto"
+                      ) -> list[dict]:
+    """`train_domain_tag` for several tags with the same settings, one after another in this
+    process (the model loaded once): `tags` are (tag, data file, text column, out_dir). As with
+    several function tags, final checkpoints are kept until all are done."""
     distributed.setup()
-    seed_everything(config.seed)
     base = Base.load(model_dir, dtype, device, char_level, cpu_bf16_inference)
-    base.resume_precision([out_dir])
+    base.resume_precision([out_dir for *_, out_dir in tags])
+    several = len(tags) > 1
+    results = [_train_domain_tag(base, tag, data_path, column, out_dir, tag_length, config,
+                                 keep_checkpoint=several)
+               for tag, data_path, column, out_dir in tags]
+    if several and distributed.is_main():
+        for *_, out_dir in tags:
+            checkpoint.remove(out_dir)
+    distributed.teardown()
+    return results
+
+
+def _train_domain_tag(base: Base, tag: str, data_path: str | Path, column: str,
+                      out_dir: str | Path, tag_length: int, config: TrainConfig,
+                      keep_checkpoint: bool = False) -> dict:
+    seed_everything(config.seed)
     texts = read_table(data_path, [column], config.max_examples, config.seed)[column].astype(str)
     tags = TagTable(base.info)
     tags.add_new(tag, "domain", 1, tag_length, base.embeddings(), run=f"stage1/{tag}")
@@ -165,7 +191,7 @@ def train_domain_tag(model_dir: str | Path, data_path: str | Path, column: str, 
         checkpoint.fingerprint(dict(stage=1, tag=tag, data=str(data_path), n=len(examples),
                                     p=tag_length, model=base.info.model_id, config=config,
                                     bf16=base.precision.bf16)),
-        extra_state={"bf16": base.precision.bf16})
+        keep_final=keep_checkpoint, extra_state={"bf16": base.precision.bf16})
     if distributed.is_main():
         tags.save(out_dir)
         metrics.update(stage=1, tag=tag, examples=len(examples), base_model=base.info.model_id,
@@ -173,8 +199,8 @@ def train_domain_tag(model_dir: str | Path, data_path: str | Path, column: str, 
                        trainable_parameters=tags.num_trainable(),
                        precision=base.precision.to_json())
         write_json(Path(out_dir) / "metrics.json", metrics)
-        checkpoint.remove(out_dir)
-    distributed.teardown()
+        if not keep_checkpoint:
+            checkpoint.remove(out_dir)
     return metrics
 
 

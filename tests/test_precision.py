@@ -18,9 +18,12 @@ CONFIG = LlamaConfig(hidden_size=576, intermediate_size=1536, num_attention_head
 def stub(float32_ms: float, bf16_ms: float):
     calls = []
 
-    def timer(rows, shapes, bf16):
-        calls.append((rows, list(shapes), bf16))
-        return bf16_ms if bf16 else float32_ms
+    def timer(rows, shapes):
+        def one_pass(bf16):
+            calls.append((rows, list(shapes), bf16))
+            return bf16_ms if bf16 else float32_ms
+
+        return one_pass
 
     return timer, calls
 
@@ -36,7 +39,8 @@ def test_auto_takes_bf16_only_when_clearly_faster(float32_ms, bf16_ms, expected)
     choice = precision.choose("auto", "cpu", CONFIG, timer)
     assert choice.bf16 is expected
     assert (choice.float32_ms, choice.bf16_ms) == (float32_ms, bf16_ms)
-    assert sorted(bf16 for *_, bf16 in calls) == [False, True]  # timed both ways, once each
+    # A warm-up each way, then rounds that alternate the two.
+    assert [bf16 for *_, bf16 in calls] == [False, True] * (precision.REPEATS + 1)
     assert calls[0][1] == [(576, 576), (192, 576), (192, 576), (576, 576), (1536, 576),
                            (1536, 576), (576, 1536)]  # the model's own projections
     recorded = choice.to_json()
@@ -71,7 +75,7 @@ def test_large_layers_are_timed_at_a_capped_size():
 
 
 def test_real_timing_runs_and_loaded_bases_record_it(tiny_model_dir):
-    assert precision.time_products(8, [(16, 32)], bf16=True) > 0
+    assert precision.time_products(8, [(16, 32)])(True) > 0
     base = Base.load(tiny_model_dir, "float32", "cpu", cpu_bf16_inference="auto")
     assert base.precision.setting == "auto" and base.precision.float32_ms is not None
     assert base.cpu_bf16_inference is base.precision.bf16
@@ -79,7 +83,7 @@ def test_real_timing_runs_and_loaded_bases_record_it(tiny_model_dir):
 
 def test_choice_is_recorded_in_metrics(tiny_model_dir, qed_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(precision, "time_products",
-                        lambda rows, shapes, bf16: 1.0 if bf16 else 3.0)
+                        lambda rows, shapes: lambda bf16: 1.0 if bf16 else 3.0)
     train_function_tag(tiny_model_dir, "qed", qed_dir / "train.parquet", [], tmp_path, 2,
                        TrainConfig(epochs=1, batch_size=8, max_examples=8),
                        method_name="no_domain_tags")

@@ -149,3 +149,20 @@ def test_head_with_bias_round_trips(tmp_path, tiny_base):
     hidden = torch.randn(2, tiny_base.info.hidden_size)
     assert torch.equal(loaded(hidden), head(hidden))
     assert loaded.to_label_units(loaded(hidden)).squeeze(-1).tolist() == [3.5, 3.5]  # (0 + 0.5) * 3 + 2
+
+
+def test_domain_tags_trained_together_equal_tags_alone(tiny_model_dir, qed_dir, tmp_path):
+    from tagllm.train import train_domain_tags
+
+    data = qed_dir / "train.parquet"
+    together = train_domain_tags(tiny_model_dir, [("SMILES", data, "smiles", tmp_path / "a"),
+                                                  ("Protein", data, "smiles", tmp_path / "b")],
+                                 4, TrainConfig(**FAST))
+    assert [m["tag"] for m in together] == ["SMILES", "Protein"]
+    assert not list(tmp_path.rglob("checkpoint.pt"))
+    for name, folder in (("SMILES", "a"), ("Protein", "b")):
+        train_domain_tag(tiny_model_dir, data, "smiles", name, tmp_path / f"alone_{folder}", 4,
+                         TrainConfig(**FAST))
+        got = load_file(str(tmp_path / folder / "tags.safetensors"))[name]
+        want = load_file(str(tmp_path / f"alone_{folder}" / "tags.safetensors"))[name]
+        assert torch.equal(got, want), name

@@ -32,7 +32,8 @@ def test_dry_run_lists_every_stage():
     result = snakemake("-n", "-F", "--quiet", "rules")
     assert result.returncode == 0, result.stderr
     listed = {line.split()[0] for line in result.stdout.splitlines() if line.strip()}
-    for rule in ("prepare_model", "prepare_dataset", "train_domain_tag", "train_function_tag",
+    for rule in ("prepare_model", "prepare_dataset", "train_domain_tag",
+                 "train_domain_tags_together", "train_function_tag",
                  "train_function_tag_family", "train_baseline", "evaluate_run",
                  "evaluate_run_family", "evaluate_direct", "evaluate_model_free", "build_tables",
                  "plot_figures", "plot_predictions"):
@@ -112,12 +113,13 @@ def test_tiny_end_to_end_run(tmp_path):
     tags = json.loads((results / "runs/tagllm/ba_synthetic/seed0/tags.json").read_text())
     assert [t["name"] for t in tags["tags"]] == ["Protein", "SMILES", "BA"]
     assert list((tmp_path / "logs").rglob("*.log"))
-    # ablations.together: the sweep point reused the prefixes of the run trained before it in the
+    # together: the sweep point reused the prefixes of the run trained before it in the
     # same job, and the runs on dc_synthetic were scored in one job.
     sweep = json.loads((results / "runs/tagllm_p2/dc_synthetic/seed0/metrics.json").read_text())
     assert sweep["prefix_cache"]["reused_examples"] > 0 and not sweep["prefix_cache"]["prefix_forwards"]
     assert (tmp_path / "logs/train_function_tag_family/dc_synthetic_seed0.log").is_file()
     assert (tmp_path / "logs/evaluate_run_family/dc_synthetic_seed0.log").is_file()
+    assert (tmp_path / "logs/train_domain_tags_together/seed0.log").is_file()  # the language tags
     # A second run has nothing to do.
     again = snakemake("--cores", "2", "--configfile", "tests/data/tiny.yaml", "-n", cwd=tmp_path)
     assert "Nothing to be done" in again.stdout + again.stderr

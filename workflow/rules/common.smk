@@ -87,10 +87,10 @@ BASELINE_METHODS = sorted({m for m, _ in JOBS if get_method(m).trainer != "tags"
 def family_training():
     """Runs on ablations.run trained in one job, one after another: the tag-length sweep and the
     ablations that train tags with its settings from the stage-1 domain tags. One model load, and
-    the frozen prefixes computed once for all of them (with ablations.together; fewer than two:
-    no family)."""
+    the frozen prefixes computed once for all of them (with `together`; fewer than two: no
+    family)."""
     run = ABLATIONS.get("run")
-    if not run or not ABLATIONS.get("together", False):
+    if not run or not config.get("together", False):
         return []
     settings = {**RUNS[run].get("train", {}), **(ABLATIONS.get("train") or {})}
     members = [
@@ -123,9 +123,9 @@ def sharing_order(method):
 def family_evaluation():
     """Runs on ablations.run scored in one job, one after another: every trained method there
     but the PEFT adapters (which change the model in place). The test rows' frozen prefix is
-    computed once for all the runs that share it (with ablations.together)."""
+    computed once for all the runs that share it (with `together`)."""
     run = ABLATIONS.get("run")
-    if not run or not ABLATIONS.get("together", False):
+    if not run or not config.get("together", False):
         return []
     members = [
         method
@@ -135,7 +135,21 @@ def family_evaluation():
     return sorted(members, key=sharing_order) if len(members) > 1 else []
 
 
+def domain_tags_together():
+    """Stage-1 tags trained in one job, one after another (with `together`): those with the most
+    common training settings, when at least two share them (the eight language tags here).
+    """
+    if not config.get("together", False):
+        return []
+    groups = {}
+    for tag, entry in config["stage1"].items():
+        groups.setdefault(repr(sorted(entry.get("train", {}).items())), []).append(tag)
+    largest = max(groups.values(), key=len, default=[])
+    return largest if len(largest) > 1 else []
+
+
 FAMILY_RUN = ABLATIONS.get("run", "")
+TAGS_TOGETHER = domain_tags_together()
 TRAINED_TOGETHER = family_training()
 EVALUATED_TOGETHER = family_evaluation()
 
@@ -202,6 +216,26 @@ def train_flags(settings, seed):
 
 def get_stage1_flags(wildcards):
     return train_flags(config["stage1"][wildcards.tag].get("train", {}), wildcards.seed)
+
+
+def get_tags_together_flags(wildcards):
+    return train_flags(
+        config["stage1"][TAGS_TOGETHER[0]].get("train", {}), wildcards.seed
+    )
+
+
+def get_tags_together_data(wildcards):
+    return [domain_tag_data(tag) for tag in TAGS_TOGETHER]
+
+
+def get_tags_together_args(wildcards):
+    """--tag, --data, --column and --out-dir of the stage-1 tags trained in one job."""
+    columns = [config["stage1"][tag]["column"] for tag in TAGS_TOGETHER]
+    outs = [f"results/tags/stage1/{tag}/seed{wildcards.seed}" for tag in TAGS_TOGETHER]
+    return (
+        f"--tag {' '.join(TAGS_TOGETHER)} --data {' '.join(get_tags_together_data(wildcards))}"
+        f" --column {' '.join(columns)} --out-dir {' '.join(outs)}"
+    )
 
 
 def get_run_flags(wildcards):

@@ -39,6 +39,57 @@ rule train_domain_tag:
         " --out-dir results/tags/stage1/{wildcards.tag}/seed{wildcards.seed} > {log} 2>&1"
 
 
+if TAGS_TOGETHER:
+
+    ruleorder: train_domain_tags_together > train_domain_tag
+
+    # Stage-1 tags with the same settings (the language tags) in one job: one model load.
+    rule train_domain_tags_together:
+        input:
+            model=get_model_dir(),
+            data=get_tags_together_data,
+        output:
+            tags=expand(
+                "results/tags/stage1/{tag}/seed{{seed}}/tags.safetensors",
+                tag=TAGS_TOGETHER,
+            ),
+            meta=expand(
+                "results/tags/stage1/{tag}/seed{{seed}}/tags.json", tag=TAGS_TOGETHER
+            ),
+            metrics=expand(
+                "results/tags/stage1/{tag}/seed{{seed}}/metrics.json",
+                tag=TAGS_TOGETHER,
+            ),
+        log:
+            "logs/train_domain_tags_together/seed{seed}.log",
+        benchmark:
+            "benchmarks/train_domain_tags_together/seed{seed}.tsv"
+        priority: 20
+        conda:
+            MODEL_ENV
+        threads: lookup(dpath="threads", within=config, default=2)
+        resources:
+            gpu=lookup(dpath="resources/gpu", within=config, default=0),
+            mem_mb=lookup(dpath="resources/mem_mb", within=config, default=8000),
+            # One tag's time limit for each tag of the job.
+            runtime=lookup(dpath="resources/runtime", within=config, default=120)
+            * len(TAGS_TOGETHER),
+        params:
+            launch=get_launcher,
+            tags=get_tags_together_args,
+            tag_length=lookup(dpath="tag_length", within=config),
+            device=lookup(dpath="device", within=config),
+            dtype=lookup(dpath="model/dtype", within=config, default="float32"),
+            char_level=get_char_level_flag,
+            bf16_inference=get_bf16_inference_flag,
+            flags=get_tags_together_flags,
+        shell:
+            "{params.launch} train-domain-tag --model {input.model} {params.tags}"
+            " --tag-length {params.tag_length} --device {params.device} --dtype {params.dtype}"
+            " --threads {threads} {params.char_level} {params.bf16_inference} {params.flags}"
+            " > {log} 2>&1"
+
+
 rule train_function_tag:
     input:
         model=get_model_dir(),
