@@ -78,12 +78,12 @@ class Predictor:
         pad = self.base.tokenizer.pad_token_id
         if self.function_tag is None or self.adapter is not None:
             store = None
+        split_rows = self.function_rows() if store is not None else None
         for indices in length_grouped_batches([len(e) for e in examples], batch_size, None):
             chosen = [examples[i] for i in indices]
             with self.base.inference_autocast():
                 if self.adapter is None:
-                    hidden = regression_hidden(self.base, self.tags, chosen, store,
-                                               self.function_rows() if store else None)
+                    hidden = regression_hidden(self.base, self.tags, chosen, store, split_rows)
                 else:
                     hidden = self.adapter.regression_hidden(self.tags.flat(), chosen, pad)
             values = self.head.to_label_units(self.head(hidden).squeeze(-1)).float().cpu()
@@ -147,16 +147,16 @@ def evaluate_runs(model_dir: str | Path, run_dirs: Sequence[str | Path | None],
     base = Base.load(model_dir, dtype, device, char_level, cpu_bf16_inference)
     # One run reuses nothing: no store memory then (the prefix path still runs the common start once).
     store = PrefixStore(cache_budget_mb * 2**20 if len(run_dirs) > 1 else 0)
-    return [_evaluate(base, store, run_dir, spec, task_name, test_path, out_dir, batch_size, name,
-                      method_name, train_path, max_rows, max_new_tokens)
-            for run_dir, spec, out_dir in zip(run_dirs, specs, out_dirs, strict=True)]
+    return [_evaluate(base, store, run_dir, spec, method, task_name, test_path, out_dir, batch_size,
+                      name, train_path, max_rows, max_new_tokens)
+            for run_dir, spec, method, out_dir in zip(run_dirs, specs, methods, out_dirs,
+                                                      strict=True)]
 
 
 def _evaluate(base: Base, store: PrefixStore, run_dir: str | Path | None, spec: dict,
-              task_name: str, test_path: str | Path, out_dir: str | Path, batch_size: int, name: str,
-              method_name: str, train_path: str | Path | None, max_rows: int,
+              method: Method, task_name: str, test_path: str | Path, out_dir: str | Path,
+              batch_size: int, name: str, train_path: str | Path | None, max_rows: int,
               max_new_tokens: int) -> dict:
-    method = get_method(method_name or spec.get("method", "tagllm"))
     task = get_task(task_name)
     predictor = Predictor.from_run(base, run_dir, method, task)
     frame = read_table(test_path, task.columns())

@@ -8,14 +8,13 @@ back-propagation (tests check it), at a fraction of the cost.
 
 The prompts of one task start alike (template text and a frozen domain tag, such as "# # Input: The
 SMILES of the molecule is <SMILES>"), and those leading positions have the same keys and values in every
-example. `split_batch` finds that common start; `encode_prefix` runs it once for the whole batch and
+example. `prefix_batch` finds that common start; `encode_prefix` runs it once for the whole batch and
 only the rest of each prefix per example.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 from transformers import DynamicCache, PreTrainedModel
@@ -110,17 +109,6 @@ def common_start(examples: Sequence[Encoded]) -> int:
     return length
 
 
-@dataclass
-class SplitBatch:
-    """A batch cut where its first trainable tag starts: the prefixes' common start (one row, or
-    None), the rest of each prefix left-padded, and the suffixes right-padded."""
-
-    shared: Batch | None
-    prefix: Batch
-    suffix: Batch
-    suffix_examples: list[Encoded]
-
-
 def cut_before(examples: Sequence[Encoded], rows: set[int]) -> tuple[list[Encoded], list[Encoded]]:
     """Each example cut before its first slot in `rows`: (prefixes, suffixes); every prefix must
     be non-empty."""
@@ -137,14 +125,6 @@ def prefix_batch(prefixes: Sequence[Encoded], pad_id: int) -> tuple[Batch | None
         rest = [split_at(prefix, shared_length)[1] for prefix in prefixes]
         return shared, collate(rest, pad_id, "left")
     return None, collate(prefixes, pad_id, "left")
-
-
-def split_batch(examples: Sequence[Encoded], rows: set[int], pad_id: int) -> SplitBatch:
-    """Split each example before its first slot in `rows` (the first trainable tag row): the
-    prefixes as `prefix_batch` gives them, the suffixes right-padded."""
-    prefixes, suffixes = cut_before(examples, rows)
-    shared, prefix = prefix_batch(prefixes, pad_id)
-    return SplitBatch(shared, prefix, collate(suffixes, pad_id, "right"), suffixes)
 
 
 def readout_index(examples: Sequence[Encoded], batch: Batch) -> torch.Tensor:

@@ -65,9 +65,9 @@ def prefix_keys(prefixes: Sequence[Encoded], tag_rows: torch.Tensor) -> list[Has
     """What each prefix's keys and values depend on: its token ids and the values of the tag rows
     at its tag slots (a digest per row, so two runs that load the same frozen tag share entries)."""
     used = sorted({slot for prefix in prefixes for slot in prefix.slots if slot != NO_SLOT})
-    values = tag_rows.detach().float().cpu()
-    digest = {slot: hashlib.blake2b(values[slot].numpy().tobytes(), digest_size=16).digest()
-              for slot in used}
+    values = tag_rows.detach()[used].float().cpu()  # one copy of the rows in use
+    digest = {slot: hashlib.blake2b(row.numpy().tobytes(), digest_size=16).digest()
+              for slot, row in zip(used, values, strict=True)}
     return [(tuple(p.ids), tuple(digest.get(slot, slot) for slot in p.slots)) for p in prefixes]
 
 

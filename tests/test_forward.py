@@ -5,7 +5,14 @@ import torch
 
 from tagllm import forward
 from tagllm.batching import collate
-from tagllm.forward import common_start, full_hidden, gather_positions, readout_index, split_batch
+from tagllm.forward import (
+    common_start,
+    cut_before,
+    full_hidden,
+    gather_positions,
+    prefix_batch,
+    readout_index,
+)
 from tagllm.objectives import PrefixStore, regression_hidden
 from tagllm.tags import TagTable
 
@@ -126,12 +133,13 @@ def test_common_start_compares_ids_and_slots_and_leaves_each_a_position():
 def test_common_start_run_once_matches_full_backprop(tiny_base, monkeypatch, min_saving):
     monkeypatch.setattr(forward, "MIN_SHARED_SAVING", min_saving)
     tags, examples = setup(tiny_base, ["CCO", "c1ccccc1C(=O)O", "N", "CCN"])
-    split = split_batch(examples, tags.trainable_rows(), tiny_base.tokenizer.pad_token_id)
-    assert (split.shared is not None) == (min_saving == 0)
-    if split.shared is not None:  # "In: ", the SMILES tag's 4 rows and " ", once for the batch
+    prefixes, _ = cut_before(examples, tags.trainable_rows())
+    start, rest = prefix_batch(prefixes, tiny_base.tokenizer.pad_token_id)
+    assert (start is not None) == (min_saving == 0)
+    if start is not None:  # "In: ", the SMILES tag's 4 rows and " ", once for the batch
         shared = len("In: ") + 4 + len(" ")
-        assert split.shared.input_ids.shape == (1, shared)
-        assert split.prefix.input_ids.shape[1] == max(len(e) for e in examples) - shared - 3
+        assert start.input_ids.shape == (1, shared)
+        assert rest.input_ids.shape[1] == max(len(e) for e in examples) - shared - 3
     weights = torch.randn(tiny_base.info.hidden_size)
     results = []
     for store in (None, PrefixStore(0)):

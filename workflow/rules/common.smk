@@ -282,16 +282,21 @@ def get_run_test(wildcards):
     return f"results/data/{RUNS[wildcards.run]['dataset']}/test.parquet"
 
 
+def stage1_tag_files(run, seed):
+    """tags.json of the stage-1 tags of a run's domain tags."""
+    return [
+        f"results/tags/stage1/{tag}/seed{seed}/tags.json"
+        for tag in get_task(RUNS[run]["task"]).domain_tags
+    ]
+
+
 def get_run_domain_tags(wildcards):
     """tags.json of every domain tag that a method's prompts use (same seed): the stage-1 tags,
     after the enriched ones of another run when the method takes those."""
     method = get_method(wildcards.method)
     if not method.uses_domain_tags:
         return []
-    files = [
-        f"results/tags/stage1/{tag}/seed{wildcards.seed}/tags.json"
-        for tag in get_task(RUNS[wildcards.run]["task"]).domain_tags
-    ]
+    files = stage1_tag_files(wildcards.run, wildcards.seed)
     if method.enriched_tags_from:
         source = f"results/runs/{method.enriched_tags_from}/{ABLATIONS['enrich_run']}"
         files.insert(0, f"{source}/seed{wildcards.seed}/tags.json")
@@ -300,10 +305,7 @@ def get_run_domain_tags(wildcards):
 
 def get_family_domain_tags(wildcards):
     """Stage-1 tags.json of the family run's domain tags (the members that use domain tags)."""
-    return [
-        f"results/tags/stage1/{tag}/seed{wildcards.seed}/tags.json"
-        for tag in get_task(RUNS[FAMILY_RUN]["task"]).domain_tags
-    ]
+    return stage1_tag_files(FAMILY_RUN, wildcards.seed)
 
 
 def get_family_domain_tags_flag(wildcards):
