@@ -1,6 +1,7 @@
 """Baselines of paper Tables 2-4 that do not train tags: PEFT adapters (LoRA, prompt tuning) with a
-regression head or decoding the label as text, the linear probe (the head alone, on frozen features
-computed once), and the nearest neighbour by `difflib.SequenceMatcher` (no model at all).
+regression head or decoding the label as text, the linear probe (the head alone on frozen features of
+every training row, fit in closed form: `tagllm.probe`), and the nearest neighbour by
+`difflib.SequenceMatcher` (no model at all).
 
 Every trained baseline uses the same data, batches, optimiser loop, checkpoints and run files as
 Tag-LLM (`tagllm.train`), so differences in the tables come from the method only.
@@ -9,6 +10,7 @@ Tag-LLM (`tagllm.train`), so differences in the tables come from the method only
 from __future__ import annotations
 
 import time
+from dataclasses import asdict, replace
 from difflib import SequenceMatcher
 from pathlib import Path
 
@@ -18,9 +20,10 @@ import torch.nn.functional as F
 from tagllm import checkpoint, distributed
 from tagllm.atomic import write_json
 from tagllm.batching import collate, length_grouped_batches
-from tagllm.loop import TrainConfig, optimise, seed_everything
+from tagllm.loop import TrainConfig, optimise, peak_rss_mb, seed_everything, versions
 from tagllm.methods import get_method
-from tagllm.objectives import regression_hidden, target_loss
+from tagllm.objectives import readout_features, target_loss
+from tagllm.probe import fit_ridge, head_from_fit
 from tagllm.tags import TagTable
 from tagllm.tasks import get_task
 from tagllm.train import (
@@ -51,6 +54,9 @@ def train_baseline(model_dir: str | Path, method_name: str, task_name: str,
         raise ValueError(f"a linear probe needs a regression task, not {task_name}")
     base = Base.load(model_dir, dtype, device, char_level, cpu_bf16_inference)
     base.resume_precision([out_dir])
+    if method.trainer == "probe":
+        return _fit_probe(base, method, task_name, data_path, out_dir, tag_length, config,
+                          domain_tag_dirs)
     frame = read_table(data_path, task.columns(), config.max_examples, config.seed)
     check_labels(task, frame, data_path)
     tags = TagTable(base.info)
@@ -79,8 +85,6 @@ def train_baseline(model_dir: str | Path, method_name: str, task_name: str,
         groups.insert(0, {"params": list(trainable.values())})
         named.update({f"adapter.{k}": v for k, v in trainable.items()})
         step_loss = _adapter_step(base, tags, adapter, examples, batches, head, targets, config)
-    else:
-        step_loss = _probe_step(base, tags, examples, batches, head, targets, config)
     started = time.perf_counter()
     metrics = optimise(groups, named, len(batches), step_loss,
                        _batch_order(len(batches), config.seed), config, out_dir,
@@ -130,21 +134,44 @@ def _adapter_step(base, tags, adapter, examples, batches, head, targets, config)
     return step_loss
 
 
-def _probe_step(base, tags, examples, batches, head, targets, config):
-    """The linear probe: frozen features are computed once (one forward per example), then only
-    the head trains, for as many epochs as asked, at almost no cost."""
-    features: dict[int, torch.Tensor] = {}
-
-    def step_loss(_epoch: int, index: int) -> tuple[torch.Tensor, int]:
-        chosen = [examples[i] for i in batches[index]]
-        if index not in features:
-            with torch.no_grad(), base.inference_autocast():
-                features[index] = regression_hidden(base, tags, chosen, None).float()
-        predictions = head(features[index]).squeeze(-1)
-        loss = F.mse_loss(predictions.float(), targets[batches[index]]) * config.loss_scale
-        return loss, sum(len(e) for e in chosen)
-
-    return step_loss
+def _fit_probe(base, method, task_name: str, data_path: str | Path, out_dir: str | Path,
+               tag_length: int, config: TrainConfig, domain_tag_dirs) -> dict:
+    """The linear probe, fit to its optimum: frozen features of every training row (whatever
+    `config.max_examples` says: they are computed once, and the fit is closed-form), ridge with a
+    leave-one-out penalty (`tagllm.probe`), in the head's training units."""
+    started = time.perf_counter()
+    task = get_task(task_name)
+    frame = read_table(data_path, task.columns())
+    check_labels(task, frame, data_path)
+    tags = TagTable(base.info)
+    if method.uses_domain_tags:
+        load_domain_tags(tags, list(domain_tag_dirs or []), task.domain_tags, tag_length)
+    tags.to(base.device)
+    examples = encode_examples(method, task, base.encoder(tags, task.char_fields),
+                               frame.to_dict("records"), train=True)
+    batches = length_grouped_batches([len(e) for e in examples], config.batch_size, None)
+    labels = torch.tensor(frame[task.label].to_numpy(), dtype=torch.float32)
+    head = new_head(base, labels, replace(config, head_init="zeros", head_bias=True))
+    with base.inference_autocast():
+        features = readout_features(base, tags, examples, batches, None)
+    fit = fit_ridge(features, head.to_training_units(labels))
+    head_from_fit(fit, head)
+    metrics = {"steps": 0, "probe": fit.summary(), "wall_s": time.perf_counter() - started,
+               "tokens": sum(len(e) for e in examples), "config": asdict(config),
+               "versions": versions(), "peak_rss_mb": peak_rss_mb()}
+    if distributed.is_main():
+        if tags.names:
+            tags.save(out_dir)
+        head.save(out_dir, base.info, "probe")
+        write_run_spec(out_dir, method, task_name, frame, task, tag_length)
+        metrics.update(task=task_name, method=method.name, examples=len(examples),
+                       hidden_size=base.info.hidden_size, base_model=base.info.model_id,
+                       trainable_parameters=sum(p.numel() for p in head.parameters()),
+                       precision=base.precision.to_json(),
+                       total_wall_s=time.perf_counter() - started)
+        write_json(Path(out_dir) / "metrics.json", metrics)
+    distributed.teardown()
+    return metrics
 
 
 # --------------------------------------------------------------------------- nearest neighbour

@@ -171,7 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with several runs, keep the test rows' frozen prefixes up to this many MiB")
 
     for name, text in (("evaluate-train-mean", "the training-mean predictor"),
-                       ("evaluate-nearest-neighbour", "nearest neighbour by difflib similarity")):
+                       ("evaluate-nearest-neighbour", "nearest neighbour by difflib similarity"),
+                       ("evaluate-copy-source", "translation by copying the source sentence")):
         p = commands.add_parser(name, help=text)
         p.add_argument("--task", required=True)
         p.add_argument("--name", default="", help="run name for the tables (default: the task)")
@@ -257,11 +258,11 @@ def run(args: argparse.Namespace) -> None:
                                      args.max_rows, args.max_new_tokens, args.cpu_bf16_inference,
                                      args.cache_budget_mb):
             logging.info("metrics: %s", metrics)
-    elif args.command in ("evaluate-train-mean", "evaluate-nearest-neighbour"):
-        from tagllm.evaluate import evaluate_nearest_neighbour, evaluate_train_mean
+    elif args.command in ("evaluate-train-mean", "evaluate-nearest-neighbour",
+                          "evaluate-copy-source"):
+        from tagllm import evaluate
 
-        scorer = evaluate_train_mean if args.command == "evaluate-train-mean" else \
-            evaluate_nearest_neighbour
+        scorer = getattr(evaluate, args.command.replace("-", "_"))
         logging.info("metrics: %s", scorer(args.task, args.train, args.test, args.out_dir,
                                           args.name, args.max_rows))
     elif args.command == "build-tables":

@@ -96,7 +96,7 @@ class Predictor:
                  stop_at_newline: bool) -> list[str]:
         """Greedy continuations of `examples` (left padded, batched by length), in order."""
         tokenizer = self.base.tokenizer
-        stops = stop_token_ids(tokenizer, stop_at_newline)
+        stops, blanks = stop_token_ids(tokenizer, stop_at_newline)
         texts = [""] * len(examples)
         for indices in length_grouped_batches([len(e) for e in examples], batch_size, None):
             batch = collate([examples[i] for i in indices], tokenizer.pad_token_id,
@@ -106,7 +106,7 @@ class Predictor:
             with self.base.autocast():
                 embeds, batch = self._embeds(batch)
                 ids = greedy_decode(self.base.model, embeds, batch, max_new_tokens, stops,
-                                    tokenizer.pad_token_id)
+                                    tokenizer.pad_token_id, blanks)
             for index, text in zip(indices, decode_texts(tokenizer, ids), strict=True):
                 texts[index] = text
         return texts
@@ -250,6 +250,20 @@ def evaluate_nearest_neighbour(task_name: str, train_path: str | Path, test_path
                                          frame[column].astype(str).tolist())
     return _write(frame, predicted, task.name, name or task_name, "nearest_neighbour", "none",
                   out_dir)
+
+
+def evaluate_copy_source(task_name: str, train_path: str | Path | None, test_path: str | Path,
+                         out_dir: str | Path, name: str = "", max_rows: int = 0) -> dict:
+    """Translation by copying the source sentence: the floor a translation must clear (names,
+    numbers and placeholders such as `%(name)s` carry over unchanged). `train_path` is unused."""
+    task = get_task(task_name)
+    if task.kind != "generation":
+        raise ValueError(f"copying the source scores a translation task, not {task_name}")
+    frame = read_table(test_path, task.columns())
+    if max_rows:  # per direction, as evaluate_runs
+        frame = frame.groupby(["src_lang", "tgt_lang"], sort=False).head(max_rows)
+    return write_translation(frame, frame["src"].astype(str).tolist(), name or task_name,
+                             "copy_source", "none", out_dir)
 
 
 def _write(frame: pd.DataFrame, predicted: list[float], task: str, run: str, method: str,

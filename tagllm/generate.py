@@ -17,23 +17,32 @@ from tagllm.batching import Batch
 from tagllm.forward import decoder
 
 
-def stop_token_ids(tokenizer, stop_at_newline: bool) -> set[int]:
-    """EOS, plus every vocabulary entry that contains a line break when `stop_at_newline`."""
+def stop_token_ids(tokenizer, stop_at_newline: bool) -> tuple[set[int], set[int]]:
+    """(stops, blanks): EOS, plus every vocabulary entry that contains a line break when
+    `stop_at_newline`; and the entries that are only white space. A model asked for an answer
+    after "Output:" often starts it on the next line: a blank stop before any text is part of the
+    answer's lead-in (stripped from the text), not its end."""
     stops = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    blanks = set()
     if stop_at_newline:
         for token_id in tokenizer.get_vocab().values():
-            if "\n" in tokenizer.decode([token_id]):
+            text = tokenizer.decode([token_id])
+            if "\n" in text:
                 stops.add(token_id)
-    return stops
+                if not text.strip():
+                    blanks.add(token_id)
+    return stops, blanks
 
 
 @torch.no_grad()
 def greedy_decode(model: PreTrainedModel, embeds: torch.Tensor, batch: Batch,
-                  max_new_tokens: int, stop_ids: set[int], pad_id: int) -> list[list[int]]:
+                  max_new_tokens: int, stop_ids: set[int], pad_id: int,
+                  leading_ids: set[int] = frozenset()) -> list[list[int]]:
     """Greedy continuation of each (left-padded) prompt in `batch`, whose input embeddings are
     `embeds` (B, T, d) (tags already spliced; extra leading positions allowed when `embeds` is longer
     than the batch, e.g. prompt-tuning tokens, which then count in `batch.attention_mask`'s place).
-    Returns the new token ids per example, without the stop token."""
+    Returns the new token ids per example, without the stop token. A stop in `leading_ids` (blank
+    lines) ends an example only after it has produced another token."""
     body = decoder(model)
     head = model.get_output_embeddings()
     token_embedding = model.get_input_embeddings()
@@ -49,10 +58,16 @@ def greedy_decode(model: PreTrainedModel, embeds: torch.Tensor, batch: Batch,
     generated: list[list[int]] = [[] for _ in range(n)]
     done = torch.zeros(n, dtype=torch.bool, device=device)
     stops = torch.tensor(sorted(stop_ids), dtype=torch.long, device=device)
+    leading = torch.tensor(sorted(leading_ids), dtype=torch.long, device=device)
+    started = torch.zeros(n, dtype=torch.bool, device=device)  # produced a non-leading token
     next_position = positions[:, -1:] + 1
     for _ in range(max_new_tokens):
         tokens = head(last).argmax(dim=-1)  # (B,)
         finished_now = torch.isin(tokens, stops) if len(stops) else torch.zeros_like(done)
+        if len(leading):
+            is_leading = torch.isin(tokens, leading)
+            finished_now &= started | ~is_leading
+            started |= ~is_leading
         for row in (~done & ~finished_now).nonzero().flatten().tolist():
             generated[row].append(int(tokens[row]))
         done |= finished_now

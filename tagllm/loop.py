@@ -28,13 +28,15 @@ __all__ = ["TrainConfig", "optimise", "peak_rss_mb", "seed_everything", "version
 
 def cosine_with_warmup(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int
                        ) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up, then cosine decay to zero: the schedule of `transformers`'
-    `get_cosine_schedule_with_warmup`, written here because importing `transformers.optimization`
-    pulls in its trainer utilities and `peft` (about 4 s in every job)."""
+    """Linear warm-up, then cosine decay to zero: `transformers`' `get_cosine_schedule_with_warmup`
+    (written here because importing `transformers.optimization` pulls in its trainer utilities and
+    `peft`, about 4 s in every job) but for one thing: its first step has learning rate 0, and a
+    short run whose warm-up is one step (ceil(0.03 x 30) = 1) never moved in that step. Here
+    warm-up step s (from 0) has (s + 1) / warmup_steps of the peak, so every step updates."""
 
     def factor(step: int) -> float:
         if step < warmup_steps:
-            return step / max(1, warmup_steps)
+            return (step + 1) / warmup_steps
         progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
         return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
 

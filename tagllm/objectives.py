@@ -20,7 +20,8 @@ from tagllm.forward import (
 from tagllm.prefix_store import PrefixCache, PrefixStore, prefix_keys
 from tagllm.prompts import Encoded
 
-__all__ = ["PrefixStore", "generation_loss", "lm_loss", "regression_hidden", "target_loss"]
+__all__ = ["PrefixStore", "generation_loss", "lm_loss", "readout_features", "regression_hidden",
+           "target_loss"]
 
 
 def _hidden(base, tags, examples: list[Encoded], store: PrefixStore | None, side: str,
@@ -57,6 +58,19 @@ def regression_hidden(base, tags, examples: list[Encoded], store: PrefixStore | 
     """Hidden state at each example's readout position (last row of its function tag). (B, d)"""
     hidden, batch, rows = _hidden(base, tags, examples, store, "left", split_rows)
     return gather_positions(hidden, readout_index(rows, batch))
+
+
+@torch.no_grad()
+def readout_features(base, tags, examples: list[Encoded], batches: list[list[int]],
+                     store: PrefixStore | None) -> torch.Tensor:
+    """`regression_hidden` of every example, without gradients, by `batches` (lists of indices
+    into `examples`), in the order of `examples`: the features a linear read-out is fit to.
+    (N, d), float32, on the CPU."""
+    features = torch.zeros(len(examples), base.info.hidden_size)
+    for indices in batches:
+        hidden = regression_hidden(base, tags, [examples[i] for i in indices], store)
+        features[indices] = hidden.float().cpu()
+    return features
 
 
 def target_loss(base, hidden: torch.Tensor, batch: Batch, starts: torch.Tensor) -> torch.Tensor:

@@ -137,7 +137,8 @@ def table_tasks(frame: pd.DataFrame, methods: list[str], runs: list[dict]) -> pd
 
 
 def table_translation(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
-    """Table 1: spBLEU per direction (BLEU when the flores101 model is absent), ours and paper's."""
+    """Table 1: spBLEU per direction (BLEU when the flores101 model is absent) and chrF, ours
+    (Tag-LLM, direct prompting, and copying the source: the floor) and the paper's."""
     translate = frame[frame.task.str.contains(":")]
     has_spbleu = translate[translate.metric == "spbleu"].value.notna().any()
     metric = "spbleu" if has_spbleu else "bleu"
@@ -149,11 +150,14 @@ def table_translation(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
             if not (translate.task == task).any():
                 continue
             index = DIRECTIONS.index(direction)
+            ours = {f"{label} {score} (ours)": _lookup(translate, task, method, score)
+                    for score in (metric, "chrf")
+                    for method, label in (("tagllm", "Tag-LLM"),
+                                          ("direct_prompting", "direct prompting"),
+                                          ("copy_source", "copy source"))}
             rows.append({
                 "direction": direction.upper(), "setting": ZERO_SHOT.get(direction, "seen"),
-                f"Tag-LLM {metric} (ours)": _lookup(translate, task, "tagllm", metric),
-                f"direct prompting {metric} (ours)": _lookup(translate, task, "direct_prompting",
-                                                             metric),
+                **ours,
                 "Tag-LLaMA spBLEU (paper)": TABLE1_PAPER["tagllm"][index],
                 "M2M spBLEU (paper)": TABLE1_PAPER["M2M"][index],
                 "GPT-3 spBLEU (paper)": TABLE1_PAPER["GPT-3"][index],
@@ -248,6 +252,26 @@ def _write_table(out_dir: Path, name: str, title: str, setting: str, wide: pd.Da
     write_text(out_dir / f"{name}.csv", long.to_csv(index=False))
 
 
+def budget_note(runs: list[dict], methods: list[str]) -> str:
+    """What each trained row of a table was trained on: rows x epochs (per run), or the closed
+    form of a probe, so that a reader sees which comparisons share a budget."""
+    parts = []
+    for method in methods:
+        budgets = []
+        for run in runs:
+            if run.get("method") != method or "examples" not in run:
+                continue
+            if "probe" in run:
+                budgets.append(f"{run['task']} {run['examples']} rows, closed-form ridge")
+            else:
+                init = run.get("probe_init") and ", head from the probe"
+                budgets.append(f"{run['task']} {run['examples']} rows x "
+                               f"{run.get('config', {}).get('epochs', '?')} epochs{init or ''}")
+        if budgets:
+            parts.append(f"{get_method(method).label}: {'; '.join(sorted(set(budgets)))}")
+    return f"Training budgets: {'. '.join(parts)}." if parts else ""
+
+
 def build_tables(metric_files: list[str | Path], run_files: list[str | Path],
                  out_dir: str | Path, setting: str, tag_length: int = 10,
                  ablation_run: str | None = None) -> pd.DataFrame:
@@ -266,7 +290,7 @@ def build_tables(metric_files: list[str | Path], run_files: list[str | Path],
             ("table3_peft", "Table 3: PEFT baselines given Tag-LLM's help", TABLE3_METHODS)):
         wide = table_tasks(frame, methods, runs)
         long = frame[frame.method.isin(methods) & ~frame.task.str.contains(":")]
-        _write_table(out_dir, name, title, setting, wide, long)
+        _write_table(out_dir, name, title, setting, wide, long, budget_note(runs, methods))
     ablation_run = ablation_run or _ablation_run(frame)
     ablation = table_ablation(frame, ablation_run, tag_length) if ablation_run else pd.DataFrame()
     long = frame[(frame.task == ablation_run) & (frame.method.isin(TABLE4_METHODS) |

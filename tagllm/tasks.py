@@ -37,8 +37,9 @@ class Task:
             "<TGT>", f"<{str(row['tgt_lang']).upper()}>")
 
     def target(self, row: Mapping[str, object]) -> str | None:
-        """Text the LM must produce after the prompt (generation tasks only)."""
-        return f" {row['tgt']}" if self.kind == "generation" else None
+        """Text the LM must produce after the prompt (generation tasks only), ended by the line
+        break at which decoding stops: without it, training never shows where an answer ends."""
+        return f" {row['tgt']}\n" if self.kind == "generation" else None
 
     def columns(self) -> list[str]:
         fields = FIELD_PATTERN.findall(self.template)

@@ -24,9 +24,16 @@ from tagllm.heads import RegressionHead
 from tagllm.loop import TrainConfig, optimise, seed_everything
 from tagllm.methods import Method, format_label, get_method
 from tagllm.model import load_frozen_model, model_info
-from tagllm.objectives import PrefixStore, generation_loss, lm_loss, regression_hidden
+from tagllm.objectives import (
+    PrefixStore,
+    generation_loss,
+    lm_loss,
+    readout_features,
+    regression_hidden,
+)
 from tagllm.precision import Precision
 from tagllm.precision import choose as choose_precision
+from tagllm.probe import RidgeFit, fit_ridge, head_from_fit
 from tagllm.prompts import Encoded, PromptEncoder
 from tagllm.tags import TagTable, read_tag_files
 from tagllm.tasks import get_domain_tag, get_task
@@ -347,6 +354,8 @@ def _train_run(base: Base, store: PrefixStore | None, method: Method, task_name:
         labels = torch.tensor(frame[task.label].to_numpy(), dtype=torch.float32)
         head = new_head(base, labels, config).to(base.device)
         targets = head.to_training_units(labels.to(base.device))
+    probe = _probe_init(base, tags, examples, batches, store, head, targets) \
+        if head is not None and config.head_init == "probe" else None
     enrich_batches = _enrichment(base, tags, enriched, enrich_data or {}, config)
 
     def step_loss(_epoch: int, index: int) -> tuple[torch.Tensor, int]:
@@ -393,6 +402,10 @@ def _train_run(base: Base, store: PrefixStore | None, method: Method, task_name:
                           "prefix_forwards": store.computed - passes_before if store else 0,
                           "reused_examples": store.reused - reused_before if store else 0},
             precision=base.precision.to_json(), total_wall_s=time.perf_counter() - started)
+        if probe is not None:
+            # Where the head started: the closed form on the initial features, and its loss.
+            metrics["probe_init"] = {**probe.summary(),
+                                     "train_loss": probe.train_mse * config.loss_scale}
         write_json(Path(out_dir) / "metrics.json", metrics)
         if not keep_checkpoint:
             checkpoint.remove(out_dir)
@@ -420,10 +433,27 @@ def _enrichment(base: Base, tags: TagTable, enriched: list[str], data: dict[str,
 
 
 def new_head(base: Base, labels: torch.Tensor, config: TrainConfig) -> RegressionHead:
+    """A regression head as `config` says; `head_init: probe` starts at zeros with a bias, which
+    `_probe_init` then sets."""
     mean, std = 0.0, 1.0
     if config.standardize_labels:
         mean = float(labels.mean())
         std = (float(labels.std()) if len(labels) > 1 else 1.0) or 1.0
-    head = RegressionHead(base.info.hidden_size, 1, mean, std, bias=config.head_bias)
-    head.initialise(config.head_init, base.embeddings())
+    probe = config.head_init == "probe"
+    head = RegressionHead(base.info.hidden_size, 1, mean, std, bias=config.head_bias or probe)
+    head.initialise("zeros" if probe else config.head_init, base.embeddings())
     return head
+
+
+def _probe_init(base: Base, tags: TagTable, examples: list[Encoded], batches: list[list[int]],
+                store: PrefixStore | None, head: RegressionHead, targets: torch.Tensor) -> RidgeFit:
+    """"Probe then tune": set `head` to the closed-form ridge fit on the features that training
+    starts from (the same passes as a training step, so the first steps' loss is the fit's
+    training loss). The pass also fills the prefix store, which the first epoch then reads."""
+    with base.autocast():
+        features = readout_features(base, tags, examples, batches, store)
+    fit = fit_ridge(features, targets.cpu())
+    head_from_fit(fit, head)
+    log.info("probe init: ridge alpha %.3g, training MSE %.5f, leave-one-out MSE %.5f (%d rows)",
+             fit.alpha, fit.train_mse, fit.loo_mse, fit.rows)
+    return fit

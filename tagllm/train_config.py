@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+HEAD_INITS = ("mean_embedding", "zeros", "probe")
+
 
 def _opt(default: object, help_text: str) -> object:
     return field(default=default, metadata={"help": help_text})
@@ -25,7 +27,9 @@ class TrainConfig:
     seed: int = _opt(0, "seed for sampling, batch order and initialisation")
     loss_scale: float = _opt(100.0, "factor on the regression MSE (the authors' code uses 100)")
     standardize_labels: bool = _opt(False, "train the head on z-scored labels (not in the paper)")
-    head_init: str = _opt("mean_embedding", "regression head init: mean_embedding (paper) or zeros")
+    head_init: str = _opt("mean_embedding", "regression head init: mean_embedding (paper), zeros, or "
+                          "probe (closed-form ridge on the initial features, with a bias; then "
+                          "tags and head train together)")
     head_bias: bool = _opt(False, "give the regression head a bias (not in the paper: bias-free)")
     cache_prefix: bool = _opt(True, "run frozen prefixes once and train on their KV cache")
     cache_budget_mb: int = _opt(4096, "keep cached prefixes across epochs up to this many MiB")
@@ -45,7 +49,7 @@ class TrainConfig:
             (self.grad_accum >= 1, "grad_accum must be >= 1"),
             (self.max_examples >= 0, "max_examples must be >= 0 (0 = all)"),
             (self.loss_scale > 0, "loss_scale must be > 0"),
-            (self.head_init in ("mean_embedding", "zeros"), "head_init: mean_embedding or zeros"),
+            (self.head_init in HEAD_INITS, f"head_init must be one of {HEAD_INITS}"),
             (self.cache_budget_mb >= 0, "cache_budget_mb must be >= 0"),
             (self.log_every >= 1, "log_every must be >= 1"),
             (self.checkpoint_every >= 0, "checkpoint_every must be >= 0 (0 = never)"),

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from tagllm.baselines import nearest_neighbour_labels, train_baseline
 from tagllm.batching import collate, splice_tags
 from tagllm.evaluate import evaluate_nearest_neighbour, evaluate_run
-from tagllm.generate import greedy_decode
+from tagllm.generate import greedy_decode, stop_token_ids
 from tagllm.loop import TrainConfig
 from tagllm.methods import LORA_RANK, get_method, parse_label
 from tagllm.tags import TagTable
@@ -95,9 +95,17 @@ def test_probe_trains_only_the_head(smiles_tag, tiny_model_dir, qed_dir, tmp_pat
     run = tmp_path / "probe"
     metrics = train_baseline(tiny_model_dir, "no_function_tags", "qed", qed_dir / "train.parquet",
                              run, P, TrainConfig(**{**FAST, "epochs": 3}), domain_tag_dirs=[smiles_tag])
-    assert metrics["trainable_parameters"] == metrics["hidden_size"]
+    # A closed-form fit (weights and a bias) on every training row, whatever max_examples says.
+    assert metrics["trainable_parameters"] == metrics["hidden_size"] + 1
+    assert metrics["steps"] == 0 and metrics["probe"]["rows"] == metrics["examples"]
+    assert metrics["examples"] == len(pd.read_parquet(qed_dir / "train.parquet")) > FAST["max_examples"]
+    assert metrics["probe"]["train_mse"] <= metrics["probe"]["loo_mse"]
     result = evaluate_run(tiny_model_dir, run, "qed", qed_dir / "test.parquet", tmp_path / "eval")
     assert result["method"] == "no_function_tags"
+    # Evaluation reads the features the fit was made on: its predictions on the training rows
+    # have the fit's training error.
+    again = evaluate_run(tiny_model_dir, run, "qed", qed_dir / "train.parquet", tmp_path / "train")
+    assert again["mse"] == pytest.approx(metrics["probe"]["train_mse"], rel=1e-3)
 
 
 def _lora_count(model, rank):
@@ -155,6 +163,28 @@ def test_batched_greedy_decoding_equals_one_at_a_time(tiny_base):
     alone = [decode([e])[0] for e in examples]
     assert together == alone
     assert all(len(ids) == 6 for ids in together)
+
+
+def test_a_blank_line_before_any_text_does_not_end_the_answer(tiny_base):
+    tokenizer = tiny_base.tokenizer
+    encoder = tiny_base.encoder(TagTable(tiny_base.info), frozenset())
+    batch = collate([encoder.encode("# # Input: {x}", {"x": "ab"})], tokenizer.pad_token_id, "left")
+    embeds = tiny_base.model.get_input_embeddings()(batch.input_ids)
+    free = greedy_decode(tiny_base.model, embeds, batch, 6, set(), tokenizer.pad_token_id)[0]
+    first = free[0]  # what the model says first stands in for a line break
+    expected, started = [], False  # lead-ins, then the answer up to that token's next use
+    for token in free:
+        if token == first and started:
+            break
+        started |= token != first
+        expected.append(token)
+    assert greedy_decode(tiny_base.model, embeds, batch, 6, {first}, tokenizer.pad_token_id) == [[]]
+    lead_in = greedy_decode(tiny_base.model, embeds, batch, 6, {first}, tokenizer.pad_token_id,
+                            leading_ids={first})[0]
+    assert lead_in == expected
+    # A real tokenizer's blank line-break entries are the leading ones.
+    stops, blanks = stop_token_ids(tokenizer, stop_at_newline=True)
+    assert blanks <= stops and all(not tokenizer.decode([t]).strip() for t in blanks)
 
 
 def test_decoded_numbers_fall_back_and_are_clipped():

@@ -34,11 +34,15 @@ def files(tmp_path):
         regression("tagllm_p20", "dc_synthetic", "dc", 1.0, mae=5.5),
         translation("tagllm", {"en-fr": 10.0, "es-pt": 3.0}),
         translation("direct_prompting", {"en-fr": 4.0, "es-pt": 1.0}),
+        translation("copy_source", {"en-fr": 2.0, "es-pt": 0.5}),
     ]
     runs = [{"method": "tagllm", "task": "qed", "trainable_parameters": 10 * 8 + 8,
-             "hidden_size": 8, "loss_curve": [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.0}]},
+             "hidden_size": 8, "loss_curve": [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.0}],
+             "examples": 340, "config": {"epochs": 4}, "probe_init": {"alpha": 1.0}},
             {"method": "linear_probe", "task": "qed", "trainable_parameters": 8, "hidden_size": 8,
-             "loss_curve": [{"step": 1, "loss": 1.0}]}]
+             "loss_curve": [], "examples": 340, "probe": {"alpha": 10.0}},
+            {"method": "lora", "task": "qed", "trainable_parameters": 64, "hidden_size": 8,
+             "loss_curve": [{"step": 1, "loss": 1.0}], "examples": 24, "config": {"epochs": 1}}]
     paths = {"metrics": [], "runs": []}
     for kind, items in (("metrics", evaluations), ("runs", runs)):
         for i, item in enumerate(items):
@@ -68,11 +72,17 @@ def test_every_table_is_written_with_the_paper_beside_ours(files, tmp_path):
         assert "Setting: tiny model" in (out / f"{name}.md").read_text(), name
     table1 = (out / "table1_translation.md").read_text()
     assert "BLEU (13a tokenizer) instead" in table1  # spBLEU absent: said, not hidden
-    assert "| EN-FR | seen | 10 | 4 | 40.5 | 42 | 36.1 |" in table1
-    assert "| ES-PT | unseen languages | 3 | 1 | 24.6 | 28.1 | - |" in table1
+    # BLEU of Tag-LLM, direct prompting and the copied source, then their chrF, then the paper.
+    assert "| EN-FR | seen | 10 | 4 | 2 | 11 | 5 | 3 | 40.5 | 42 | 36.1 |" in table1
+    assert "| ES-PT | unseen languages | 3 | 1 | 0.5 | 4 | 2 | 1.5 | 24.6 | 28.1 | - |" in table1
+    assert "copy source chrf (ours)" in table1
     table2 = (out / "table2_tasks.md").read_text()
+    # The caption says what each trained row was trained on.
+    assert ("linear probing: qed 340 rows, closed-form ridge" in table2
+            and "LoRA: qed 24 rows x 1 epochs" in table2
+            and "Tag-LLM: qed 340 rows x 4 epochs, head from the probe" in table2)
     assert "| Tag-LLM | 88 | 0.03 | 0.008 |" in table2
-    assert "| LoRA | - | 0.03 | 0.02 |" in table2
+    assert "| LoRA | 64 | 0.03 | 0.02 |" in table2
     table4 = pd.read_csv(out / "table4_ablation.csv")
     assert set(table4.method) == {"tagllm", "no_head", "tagllm_p1", "tagllm_p20"}
     ablation = (out / "table4_ablation.md").read_text()

@@ -136,7 +136,19 @@ def test_cosine_schedule_matches_transformers():
             scheduler.step()
         return values
 
-    assert rates(cosine_with_warmup) == pytest.approx(rates(get_cosine_schedule_with_warmup))
+    ours, theirs = rates(cosine_with_warmup), rates(get_cosine_schedule_with_warmup)
+    # Warm-up one step ahead (no step at learning rate 0), then the same cosine decay.
+    assert ours[:3] == pytest.approx([1 / 3, 2 / 3, 1.0])
+    assert theirs[:3] == pytest.approx([0.0, 1 / 3, 2 / 3])
+    assert ours[3:] == pytest.approx(theirs[3:])
+
+
+def test_every_step_updates_even_a_one_step_run():
+    from tagllm.loop import cosine_with_warmup
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    cosine_with_warmup(optimizer, 1, 1)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1.0)
 
 
 def test_head_with_bias_round_trips(tmp_path, tiny_base):
@@ -166,3 +178,25 @@ def test_domain_tags_trained_together_equal_tags_alone(tiny_model_dir, qed_dir, 
         got = load_file(str(tmp_path / folder / "tags.safetensors"))[name]
         want = load_file(str(tmp_path / f"alone_{folder}" / "tags.safetensors"))[name]
         assert torch.equal(got, want), name
+
+
+def test_probe_then_tune_starts_at_the_probe_training_loss(stage1, tiny_model_dir, qed_dir, tmp_path):
+    stage1_dir, _ = stage1
+    rows = len(pd.read_parquet(qed_dir / "train.parquet"))
+    # One optimiser step over every row (one example per batch): its loss is the whole set's MSE.
+    settings = {**FAST, "epochs": 1, "batch_size": 1, "grad_accum": rows, "loss_scale": 3.0,
+                "standardize_labels": True, "checkpoint_every": 0}
+    probe = train_function_tag(tiny_model_dir, "qed", qed_dir / "train.parquet", [stage1_dir],
+                               tmp_path / "probe", 4, TrainConfig(**settings, head_init="probe"))
+    zeros = train_function_tag(tiny_model_dir, "qed", qed_dir / "train.parquet", [stage1_dir],
+                               tmp_path / "zeros", 4, TrainConfig(**settings, head_init="zeros"))
+    start = probe["probe_init"]
+    assert start["rows"] == rows
+    assert probe["loss_curve"][0]["loss"] == pytest.approx(start["train_loss"], rel=1e-4)
+    assert start["train_loss"] == pytest.approx(start["train_mse"] * 3.0)
+    # A zero head starts at the labels' variance (standardised: 1, times loss_scale).
+    assert zeros["loss_curve"][0]["loss"] == pytest.approx(3.0 * (rows - 1) / rows, rel=1e-4)
+    assert start["train_loss"] < zeros["loss_curve"][0]["loss"]
+    head = RegressionHead.load(tmp_path / "probe", _info(tiny_model_dir))
+    assert head.linear.bias is not None
+    assert json.loads((tmp_path / "probe" / "head.json").read_text())["init"] == "probe"

@@ -374,8 +374,10 @@ def get_eval_launcher(wildcards, resources):
 
 def model_free_jobs():
     """(method, run) scored without a model: the training mean on every regression run, the
-    nearest neighbour on the runs listed for it."""
+    nearest neighbour on the runs listed for it, the copied source on every translation run.
+    """
     jobs = [("train_mean", run) for run in REGRESSION_RUNS]
+    jobs += [("copy_source", run) for run in GENERATION_RUNS]
     return jobs + [
         ("nearest_neighbour", run) for run in BASELINES.get("nearest_neighbour", [])
     ]

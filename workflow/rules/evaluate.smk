@@ -152,7 +152,7 @@ rule evaluate_model_free:
     log:
         "logs/evaluate_model_free/{method}_{run}.log",
     wildcard_constraints:
-        method="train_mean|nearest_neighbour",
+        method="train_mean|nearest_neighbour|copy_source",
     conda:
         "../../envs/tagllm.yaml"
     params:
