@@ -57,15 +57,8 @@ def train_baseline(model_dir: str | Path, method_name: str, task_name: str,
     if method.trainer == "probe":
         return _fit_probe(base, method, task_name, data_path, out_dir, tag_length, config,
                           domain_tag_dirs)
-    frame = read_table(data_path, task.columns(), config.max_examples, config.seed)
-    check_labels(task, frame, data_path)
-    tags = TagTable(base.info)
-    if method.uses_domain_tags:
-        load_domain_tags(tags, list(domain_tag_dirs or []), task.domain_tags, tag_length)
-    tags.to(base.device)
-    examples = encode_examples(method, task, base.encoder(tags, task.char_fields),
-                               frame.to_dict("records"), train=True)
-    batches = length_grouped_batches([len(e) for e in examples], config.batch_size, None)
+    frame, tags, examples, batches = _training_rows(base, method, task, data_path, tag_length,
+                                                    config, domain_tag_dirs, config.max_examples)
     head, targets = None, None
     if task.kind == "regression" and method.head:
         labels = torch.tensor(frame[task.label].to_numpy(), dtype=torch.float32)
@@ -134,14 +127,11 @@ def _adapter_step(base, tags, adapter, examples, batches, head, targets, config)
     return step_loss
 
 
-def _fit_probe(base, method, task_name: str, data_path: str | Path, out_dir: str | Path,
-               tag_length: int, config: TrainConfig, domain_tag_dirs) -> dict:
-    """The linear probe, fit to its optimum: frozen features of every training row (whatever
-    `config.max_examples` says: they are computed once, and the fit is closed-form), ridge with a
-    leave-one-out penalty (`tagllm.probe`), in the head's training units."""
-    started = time.perf_counter()
-    task = get_task(task_name)
-    frame = read_table(data_path, task.columns())
+def _training_rows(base, method, task, data_path: str | Path, tag_length: int,
+                   config: TrainConfig, domain_tag_dirs, max_examples: int):
+    """The checked training table (at most `max_examples` rows, 0: all), the method's frozen tags,
+    its encoded prompts and their length-grouped batches."""
+    frame = read_table(data_path, task.columns(), max_examples, config.seed)
     check_labels(task, frame, data_path)
     tags = TagTable(base.info)
     if method.uses_domain_tags:
@@ -150,6 +140,18 @@ def _fit_probe(base, method, task_name: str, data_path: str | Path, out_dir: str
     examples = encode_examples(method, task, base.encoder(tags, task.char_fields),
                                frame.to_dict("records"), train=True)
     batches = length_grouped_batches([len(e) for e in examples], config.batch_size, None)
+    return frame, tags, examples, batches
+
+
+def _fit_probe(base, method, task_name: str, data_path: str | Path, out_dir: str | Path,
+               tag_length: int, config: TrainConfig, domain_tag_dirs) -> dict:
+    """The linear probe, fit to its optimum: frozen features of every training row (whatever
+    `config.max_examples` says: they are computed once, and the fit is closed-form), ridge with a
+    leave-one-out penalty (`tagllm.probe`), in the head's training units."""
+    started = time.perf_counter()
+    task = get_task(task_name)
+    frame, tags, examples, batches = _training_rows(base, method, task, data_path, tag_length,
+                                                    config, domain_tag_dirs, max_examples=0)
     labels = torch.tensor(frame[task.label].to_numpy(), dtype=torch.float32)
     head = new_head(base, labels, replace(config, head_init="zeros", head_bias=True))
     with base.inference_autocast():
