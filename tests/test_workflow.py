@@ -99,7 +99,8 @@ def test_tiny_end_to_end_run(tmp_path):
     summary = pd.read_csv(results / "tables/summary.csv")
     assert list(summary.columns) == ["task", "method", "metric", "value", "paper_value"]
     assert {"tagllm", "train_mean", "lora", "prompt_tuning_head", "nearest_neighbour",
-            "direct_prompting", "no_function_tags", "enriched", "tagllm_p2"} == set(summary["method"])
+            "direct_prompting", "no_function_tags", "enriched", "tagllm_p2",
+            "copy_source"} == set(summary["method"])
     assert {"qed", "descriptor", "dc_synthetic", "ba_synthetic", "translate:en-fr",
             "translate:es-pt"} <= set(summary["task"])
     headline = summary[(summary.method == "tagllm") & (summary.task == "qed") &
