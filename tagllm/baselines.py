@@ -145,13 +145,13 @@ def _training_rows(base, method, task, data_path: str | Path, tag_length: int,
 
 def _fit_probe(base, method, task_name: str, data_path: str | Path, out_dir: str | Path,
                tag_length: int, config: TrainConfig, domain_tag_dirs) -> dict:
-    """The linear probe, fit to its optimum: frozen features of every training row (whatever
-    `config.max_examples` says: they are computed once, and the fit is closed-form), ridge with a
-    leave-one-out penalty (`tagllm.probe`), in the head's training units."""
+    """The head alone, fit to its optimum: frozen features of the training rows (computed once;
+    the workflow gives the linear-probing baselines every row), ridge with a leave-one-out penalty
+    (`tagllm.probe`), in the head's training units."""
     started = time.perf_counter()
     task = get_task(task_name)
     frame, tags, examples, batches = _training_rows(base, method, task, data_path, tag_length,
-                                                    config, domain_tag_dirs, max_examples=0)
+                                                    config, domain_tag_dirs, config.max_examples)
     labels = torch.tensor(frame[task.label].to_numpy(), dtype=torch.float32)
     head = new_head(base, labels, replace(config, head_init="zeros", head_bias=True))
     with base.inference_autocast():

@@ -141,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "several train one after another in this process (one per --out-dir), "
                         "sharing the model and the frozen prefixes")
     p.add_argument("--out-dir", nargs="+", required=True, help="run folder, one per --method")
+    p.add_argument("--run-seeds", type=int, nargs="+", default=None,
+                   help="a seed per --out-dir, replacing --seed (one --method then stands for "
+                        "all): the same run on several seeds in one process, sharing its prefixes")
     add_train_config(p)
 
     p = commands.add_parser("train-baseline", help="a PEFT baseline (LoRA, prompt tuning) or probe")
@@ -236,13 +239,21 @@ def run(args: argparse.Namespace) -> None:
     elif args.command == "train-function-tag":
         from tagllm.train import train_function_tags
 
-        if len(args.method) != len(args.out_dir):
-            raise ValueError(f"{len(args.method)} --method values but {len(args.out_dir)} --out-dir")
+        config, configs, methods = train_config(args), None, args.method
+        if args.run_seeds is not None:
+            if len(args.run_seeds) != len(args.out_dir):
+                raise ValueError(f"{len(args.run_seeds)} --run-seeds but {len(args.out_dir)} "
+                                 "--out-dir")
+            configs = [dataclasses.replace(config, seed=seed) for seed in args.run_seeds]
+            if len(methods) == 1:
+                methods = methods * len(args.out_dir)
+        if len(methods) != len(args.out_dir):
+            raise ValueError(f"{len(methods)} --method values but {len(args.out_dir)} --out-dir")
         enrich = dict(item.split("=", 1) for item in args.enrich_data)
         train_function_tags(args.model, args.task, args.data, args.domain_tags,
-                            list(zip(args.method, args.out_dir, strict=True)), args.tag_length,
-                            train_config(args), args.device, args.dtype, args.char_level, enrich,
-                            args.cpu_bf16_inference)
+                            list(zip(methods, args.out_dir, strict=True)), args.tag_length,
+                            config, args.device, args.dtype, args.char_level, enrich,
+                            args.cpu_bf16_inference, configs)
     elif args.command == "train-baseline":
         from tagllm.baselines import train_baseline
 

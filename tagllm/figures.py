@@ -1,5 +1,6 @@
-"""Figures from saved files: predicted-vs-true scatters, the tag-length curve and the ablation bars
-(paper Figure 3), and training loss curves. No model is loaded."""
+"""Figures from saved files: predicted-vs-true scatters, the headline comparison with its spread
+over seeds, the tag-length curve and the ablation bars (paper Figure 3), and training loss curves.
+No model is loaded."""
 
 from __future__ import annotations
 
@@ -35,9 +36,10 @@ def plot_predictions(predictions: str | Path, out_png: str | Path, title: str) -
 
 def plot_figures(summary_csv: str | Path, run_files: list[str | Path], ablation_run: str,
                  out_dir: str | Path, setting: str, tag_length: int = 10) -> None:
-    """tag_length.png, ablation.png and loss_curves.png under `out_dir`."""
+    """headline.png, tag_length.png, ablation.png and loss_curves.png under `out_dir`."""
     out_dir = Path(out_dir)
     frame = pd.read_csv(summary_csv)
+    _headline(frame, setting, out_dir / "headline.png")
     if ablation_run:
         metric = get_task(ablation_run).metric
         _tag_length(frame, ablation_run, metric, tag_length, setting, out_dir / "tag_length.png")
@@ -51,6 +53,34 @@ def plot_figures(summary_csv: str | Path, run_files: list[str | Path], ablation_
             plt.close(figure)
     _loss_curves([json.loads(Path(f).read_text()) for f in run_files], setting,
                  out_dir / "loss_curves.png")
+
+
+HEADLINE_METHODS = ("tagllm", "linear_probe", "train_mean")
+
+
+def _headline(frame, setting, out_png) -> None:
+    """Per regression run, Tag-LLM against the linear probe and the training mean: the mean over
+    seeds with +- one standard deviation, the number of seeds under each bar."""
+    runs = [t for t in dict.fromkeys(frame.task) if ":" not in t]
+    figure, axes = plt.subplots(1, max(len(runs), 1), figsize=(2.6 * max(len(runs), 1), 3.2),
+                                squeeze=False)
+    for axis, run in zip(axes[0], runs, strict=False):
+        metric = get_task(run).metric
+        rows = frame[(frame.task == run) & (frame.metric == metric)].set_index("method")
+        methods = [m for m in HEADLINE_METHODS if m in rows.index]
+        values = rows.loc[methods, "value"].astype(float)
+        spread = rows.loc[methods, "sd"].astype(float).fillna(0.0)
+        axis.bar(range(len(methods)), values, yerr=spread, capsize=3, color="tab:blue")
+        seeds = rows.loc[methods, "seeds"].astype(int)
+        axis.set_xticks(range(len(methods)),
+                        [f"{method_label(m)}\n({n} seed{'s' * (n > 1)})"
+                         for m, n in zip(methods, seeds, strict=True)], fontsize=6)
+        axis.set_title(f"{run} ({metric.upper()})", fontsize=8)
+    figure.suptitle(f"Tag-LLM and the simplest baselines, mean ± sd over seeds ({setting})",
+                    fontsize=7)
+    figure.tight_layout()
+    save_figure(out_png, figure, dpi=120)
+    plt.close(figure)
 
 
 def _tag_length(frame, run, metric, tag_length, setting, out_png) -> None:

@@ -1,6 +1,8 @@
 """The paper's tables from saved evaluation and training files: no model is loaded, nothing is
-retrained. Each table is written as CSV (long form: task, method, metric, value, paper_value) and
-Markdown (wide, the paper's value in its own column, a caption naming the base model and data).
+retrained. Each table is written as CSV (long form: task, method, metric, value (the mean over
+seeds), sd (their standard deviation), seeds (how many), paper_value) and Markdown (wide, "mean +-
+sd (n seeds)" where a number has several seeds, the paper's value in its own column, a caption
+naming the base model and data).
 
 Tables: 1 translation (per direction), 2 scientific tasks, 3 PEFT baselines given Tag-LLM's help,
 4 ablations and the tag-length sweep, 6 trainable parameters; `summary.csv` holds every number.
@@ -19,7 +21,7 @@ from tagllm.atomic import write_text
 from tagllm.methods import MODEL_FREE_PAPER, SWEEP_PATTERN, get_method
 from tagllm.tasks import get_task
 
-SUMMARY_COLUMNS = ["task", "method", "metric", "value", "paper_value"]
+SUMMARY_COLUMNS = ["task", "method", "metric", "value", "sd", "seeds", "paper_value"]
 DIRECTIONS = ["en-fr", "fr-en", "en-ru", "ru-en", "en-de", "de-en", "it-fr", "fr-it", "es-pt",
               "pt-es"]
 # Paper Table 1 (spBLEU, FLORES-101 devtest subset, LLaMA-7B).
@@ -80,12 +82,12 @@ def long_rows(evaluations: list[dict]) -> pd.DataFrame:
                             "value": metrics[metric],
                             "paper_value": paper_value(method, task.name)
                             if metric == task.metric else None})
-    frame = pd.DataFrame(records, columns=SUMMARY_COLUMNS)
+    frame = pd.DataFrame(records, columns=["task", "method", "metric", "value", "paper_value"])
     if frame.empty:
-        return frame
+        return frame.reindex(columns=SUMMARY_COLUMNS)
     grouped = frame.groupby(["task", "method", "metric"], sort=False, dropna=False)
-    return grouped.agg(value=("value", "mean"), paper_value=("paper_value", "first")
-                       ).reset_index()[SUMMARY_COLUMNS]
+    return grouped.agg(value=("value", "mean"), sd=("value", "std"), seeds=("value", "size"),
+                       paper_value=("paper_value", "first")).reset_index()[SUMMARY_COLUMNS]
 
 
 def cell(value: object) -> str:
@@ -102,9 +104,23 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def _lookup(frame: pd.DataFrame, task: str, method: str, metric: str) -> float | None:
-    hit = frame[(frame.task == task) & (frame.method == method) & (frame.metric == metric)]
+def _hit(frame: pd.DataFrame, task: str, method: str, metric: str) -> pd.DataFrame:
+    return frame[(frame.task == task) & (frame.method == method) & (frame.metric == metric)]
+
+
+def _value(frame: pd.DataFrame, task: str, method: str, metric: str) -> float | None:
+    """The value (mean over seeds) of one number, or None."""
+    hit = _hit(frame, task, method, metric)
     return float(hit.value.iloc[0]) if len(hit) else None
+
+
+def _lookup(frame: pd.DataFrame, task: str, method: str, metric: str) -> float | str | None:
+    """A table cell: the value, or "mean ± sd (n)" when it is the mean of several seeds."""
+    hit = _hit(frame, task, method, metric)
+    if not len(hit):
+        return None
+    value, seeds = float(hit.value.iloc[0]), int(hit.seeds.iloc[0])
+    return f"{cell(value)} ± {cell(float(hit.sd.iloc[0]))} ({seeds})" if seeds > 1 else value
 
 
 def _regression_runs(frame: pd.DataFrame) -> list[str]:
@@ -203,9 +219,9 @@ def tag_length_curve(frame: pd.DataFrame, run: str, tag_length: int) -> list[tup
     for method in dict.fromkeys(frame[frame.task == run].method):
         match = SWEEP_PATTERN.fullmatch(method)
         if match:
-            points.append((int(match.group(1)), _lookup(frame, run, method, metric)))
+            points.append((int(match.group(1)), _value(frame, run, method, metric)))
     if points:
-        full = _lookup(frame, run, full_method(frame, run, tag_length), metric)
+        full = _value(frame, run, full_method(frame, run, tag_length), metric)
         if full is not None and tag_length not in [p for p, _ in points]:
             points.append((tag_length, full))
     return sorted(points)

@@ -294,12 +294,17 @@ def train_function_tags(model_dir: str | Path, task_name: str, data_path: str | 
                         runs: Sequence[tuple[str, str | Path]], tag_length: int,
                         config: TrainConfig, device: str = "cpu", dtype: str = "float32",
                         char_level: bool = True, enrich_data: dict[str, str] | None = None,
-                        cpu_bf16_inference: str | bool = "auto") -> list[dict]:
-    """Train several runs of one task on the same data and settings, one after another in this
-    process: `runs` are (method, out_dir) pairs. The base model is loaded once, and the frozen
-    prefixes are computed once for every run that reads them (the tag-length sweep and the
-    ablations that keep Tag-LLM's prompt all share the `<SMILES>` prefix), as long as they fit in
+                        cpu_bf16_inference: str | bool = "auto",
+                        configs: Sequence[TrainConfig] | None = None) -> list[dict]:
+    """Train several runs of one task on the same data, one after another in this process: `runs`
+    are (method, out_dir) pairs, all trained with `config` unless `configs` gives one per run
+    (other seeds, another head init). The base model is loaded once, and the frozen prefixes are
+    computed once for every run that reads them (the tag-length sweep and the ablations that keep
+    Tag-LLM's prompt all share the `<SMILES>` prefix), as long as they fit in
     `config.cache_budget_mb`. Each run writes the files it writes when trained alone."""
+    configs = list(configs) if configs is not None else [config] * len(runs)
+    if len(configs) != len(runs):
+        raise ValueError(f"{len(runs)} runs but {len(configs)} training configs")
     methods = [get_method(name) for name, _ in runs]
     for method in methods:
         if method.trainer != "tags":
@@ -314,8 +319,8 @@ def train_function_tags(model_dir: str | Path, task_name: str, data_path: str | 
     # kill skips the finished ones (the workflow deletes a failed job's outputs, not checkpoints).
     several = len(runs) > 1
     results = [_train_run(base, store, method, task_name, data_path, domain_tag_dirs, out_dir,
-                          tag_length, config, enrich_data, keep_checkpoint=several)
-               for method, (_, out_dir) in zip(methods, runs, strict=True)]
+                          tag_length, run_config, enrich_data, keep_checkpoint=several)
+               for method, (_, out_dir), run_config in zip(methods, runs, configs, strict=True)]
     if several and distributed.is_main():
         for _, out_dir in runs:
             checkpoint.remove(out_dir)
@@ -384,6 +389,8 @@ def _train_run(base: Base, store: PrefixStore | None, method: Method, task_name:
                            domain=[str(d) for d in domain_tag_dirs], enriched=enriched,
                            bf16=base.precision.bf16)),
                        keep_final=keep_checkpoint, extra_state={"bf16": base.precision.bf16})
+    refit = _refit_head(base, tags, examples, batches, store, head, targets) \
+        if head is not None and config.head_refit else None
     if distributed.is_main():
         tags.save(out_dir)
         if head is not None:
@@ -406,6 +413,9 @@ def _train_run(base: Base, store: PrefixStore | None, method: Method, task_name:
             # Where the head started: the closed form on the initial features, and its loss.
             metrics["probe_init"] = {**probe.summary(),
                                      "train_loss": probe.train_mse * config.loss_scale}
+        if refit is not None:
+            metrics["head_refit"] = {**refit.summary(),
+                                     "train_loss": refit.train_mse * config.loss_scale}
         write_json(Path(out_dir) / "metrics.json", metrics)
         if not keep_checkpoint:
             checkpoint.remove(out_dir)
@@ -440,20 +450,38 @@ def new_head(base: Base, labels: torch.Tensor, config: TrainConfig) -> Regressio
         mean = float(labels.mean())
         std = (float(labels.std()) if len(labels) > 1 else 1.0) or 1.0
     probe = config.head_init == "probe"
-    head = RegressionHead(base.info.hidden_size, 1, mean, std, bias=config.head_bias or probe)
+    head = RegressionHead(base.info.hidden_size, 1, mean, std,
+                          bias=config.head_bias or probe or config.head_refit)
     head.initialise("zeros" if probe else config.head_init, base.embeddings())
     return head
 
 
-def _probe_init(base: Base, tags: TagTable, examples: list[Encoded], batches: list[list[int]],
-                store: PrefixStore | None, head: RegressionHead, targets: torch.Tensor) -> RidgeFit:
-    """"Probe then tune": set `head` to the closed-form ridge fit on the features that training
-    starts from (the same passes as a training step, so the first steps' loss is the fit's
-    training loss). The pass also fills the prefix store, which the first epoch then reads."""
+def _fit_head(base: Base, tags: TagTable, examples: list[Encoded], batches: list[list[int]],
+              store: PrefixStore | None, head: RegressionHead, targets: torch.Tensor,
+              why: str) -> RidgeFit:
+    """Set `head` to the closed-form ridge fit on the features the tags give now (the passes of a
+    training step, without gradients: the prefixes come from the store and fill it)."""
     with base.autocast():
         features = readout_features(base, tags, examples, batches, store)
     fit = fit_ridge(features, targets.cpu())
     head_from_fit(fit, head)
-    log.info("probe init: ridge alpha %.3g, training MSE %.5f, leave-one-out MSE %.5f (%d rows)",
+    log.info("%s: ridge alpha %.3g, training MSE %.5f, leave-one-out MSE %.5f (%d rows)", why,
              fit.alpha, fit.train_mse, fit.loo_mse, fit.rows)
     return fit
+
+
+def _probe_init(base: Base, tags: TagTable, examples: list[Encoded], batches: list[list[int]],
+                store: PrefixStore | None, head: RegressionHead, targets: torch.Tensor) -> RidgeFit:
+    """"Probe then tune": the head starts at the closed-form fit on the features training starts
+    from, so the first steps' loss is the fit's training loss; the first epoch then reads the
+    prefixes this pass stored."""
+    return _fit_head(base, tags, examples, batches, store, head, targets, "probe init")
+
+
+def _refit_head(base: Base, tags: TagTable, examples: list[Encoded], batches: list[list[int]],
+                store: PrefixStore | None, head: RegressionHead, targets: torch.Tensor
+                ) -> RidgeFit:
+    """`head_refit`: once the tags are trained, the head is refit in closed form on the features
+    they give (the trained tags stay as they are), the optimum a head on those features can
+    reach, where the jointly trained head lags behind features that moved under it."""
+    return _fit_head(base, tags, examples, batches, store, head, targets, "head refit")

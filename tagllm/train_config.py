@@ -31,6 +31,9 @@ class TrainConfig:
                           "probe (closed-form ridge on the initial features, with a bias; then "
                           "tags and head train together)")
     head_bias: bool = _opt(False, "give the regression head a bias (not in the paper: bias-free)")
+    head_refit: bool = _opt(False, "after training, refit the head in closed form (ridge, "
+                                   "leave-one-out penalty, with a bias) on the trained tags' "
+                                   "features (not in the paper)")
     cache_prefix: bool = _opt(True, "run frozen prefixes once and train on their KV cache")
     cache_budget_mb: int = _opt(4096, "keep cached prefixes across epochs up to this many MiB")
     log_every: int = _opt(10, "log a progress line every this many optimiser steps")

@@ -94,11 +94,13 @@ def test_tag_ablations_train_and_evaluate(method, smiles_tag, tiny_model_dir, qe
 def test_probe_trains_only_the_head(smiles_tag, tiny_model_dir, qed_dir, tmp_path):
     run = tmp_path / "probe"
     metrics = train_baseline(tiny_model_dir, "no_function_tags", "qed", qed_dir / "train.parquet",
-                             run, P, TrainConfig(**{**FAST, "epochs": 3}), domain_tag_dirs=[smiles_tag])
-    # A closed-form fit (weights and a bias) on every training row, whatever max_examples says.
+                             run, P, TrainConfig(**{**FAST, "max_examples": 0}),
+                             domain_tag_dirs=[smiles_tag])
+    # A closed-form fit (weights and a bias) on the rows it is given (here, as in the workflow's
+    # linear probes, every row).
     assert metrics["trainable_parameters"] == metrics["hidden_size"] + 1
     assert metrics["steps"] == 0 and metrics["probe"]["rows"] == metrics["examples"]
-    assert metrics["examples"] == len(pd.read_parquet(qed_dir / "train.parquet")) > FAST["max_examples"]
+    assert metrics["examples"] == len(pd.read_parquet(qed_dir / "train.parquet"))
     assert metrics["probe"]["train_mse"] <= metrics["probe"]["loo_mse"]
     result = evaluate_run(tiny_model_dir, run, "qed", qed_dir / "test.parquet", tmp_path / "eval")
     assert result["method"] == "no_function_tags"
@@ -271,3 +273,31 @@ def test_a_killed_job_of_several_runs_skips_the_finished_ones(smiles_tag, tiny_m
     assert resumed[1]["resumed_from_step"] == 0
     assert torch.equal(first["QED"], load_file(str(tmp_path / "a" / "tags.safetensors"))["QED"])
     assert not (tmp_path / "a" / "checkpoint.pt").exists()
+
+
+def test_seeds_trained_in_one_process_equal_each_seed_alone(smiles_tag, tiny_model_dir, qed_dir,
+                                                            tmp_path):
+    """`train-function-tag --run-seeds 0 1`: one model load, the prefixes computed once for both
+    seeds (same rows, same stage-1 tag), and each seed's run as when trained alone."""
+    from tagllm.cli import main
+
+    common = ["train-function-tag", "--model", str(tiny_model_dir), "--task", "qed",
+              "--data", str(qed_dir / "train.parquet"), "--domain-tags", str(smiles_tag),
+              "--tag-length", str(P), "--cpu-bf16-inference", "false", "--epochs", "2",
+              "--batch-size", "4", "--grad-accum", "1", "--checkpoint-every", "0",
+              "--standardize-labels", "--head-init", "probe"]
+    together = [tmp_path / "together" / f"seed{s}" for s in (0, 1)]
+    main([*common, "--run-seeds", "0", "1", "--out-dir", *map(str, together)])
+    seed1 = json.loads((together[1] / "metrics.json").read_text())
+    assert seed1["config"]["seed"] == 1
+    assert seed1["prefix_cache"]["prefix_forwards"] == 0 and seed1["prefix_cache"]["reused_examples"]
+    for seed, folder in zip((0, 1), together, strict=True):
+        alone = tmp_path / "alone" / f"seed{seed}"
+        main([*common, "--seed", str(seed), "--out-dir", str(alone)])
+        for name in ("tags", "head"):
+            a = load_file(str(folder / f"{name}.safetensors"))
+            b = load_file(str(alone / f"{name}.safetensors"))
+            assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a), (seed, name)
+    a, b = (load_file(str(f / "tags.safetensors"))["QED"] for f in together)
+    assert not torch.allclose(a, b)  # another batch order: another run
+    assert main([*common, "--run-seeds", "0", "--out-dir", "a", "b"]) == 2  # one seed per folder

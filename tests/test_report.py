@@ -56,6 +56,10 @@ def test_summary_averages_seeds_and_keeps_paper_values(files):
     frame = long_rows([json.loads(p.read_text()) for p in files["metrics"]])
     row = frame[(frame.task == "qed") & (frame.method == "tagllm") & (frame.metric == "mse")]
     assert row.value.item() == pytest.approx(0.03) and row.paper_value.item() == 0.008
+    # Two seeds (0.02 and 0.04): their sample standard deviation and count.
+    assert row.sd.item() == pytest.approx(0.0141421, rel=1e-4) and row.seeds.item() == 2
+    one = frame[(frame.task == "qed") & (frame.method == "lora") & (frame.metric == "mse")]
+    assert one.seeds.item() == 1 and math.isnan(one.sd.item())
     dc = frame[(frame.task == "dc_synthetic") & (frame.method == "no_head") & (frame.metric == "mae")]
     assert dc.paper_value.item() == 23.42
     fr = frame[(frame.task == "translate:en-fr") & (frame.method == "tagllm") &
@@ -81,7 +85,7 @@ def test_every_table_is_written_with_the_paper_beside_ours(files, tmp_path):
     assert ("linear probing: qed 340 rows, closed-form ridge" in table2
             and "LoRA: qed 24 rows x 1 epochs" in table2
             and "Tag-LLM: qed 340 rows x 4 epochs, head from the probe" in table2)
-    assert "| Tag-LLM | 88 | 0.03 | 0.008 |" in table2
+    assert "| Tag-LLM | 88 | 0.03 ± 0.01414 (2) | 0.008 |" in table2
     assert "| LoRA | 64 | 0.03 | 0.02 |" in table2
     table4 = pd.read_csv(out / "table4_ablation.csv")
     assert set(table4.method) == {"tagllm", "no_head", "tagllm_p1", "tagllm_p20"}
@@ -103,5 +107,5 @@ def test_figures_from_the_summary(files, tmp_path):
     out = tmp_path / "tables"
     build_tables(files["metrics"], files["runs"], out, "s", 10)
     plot_figures(out / "summary.csv", files["runs"], "dc_synthetic", tmp_path / "figures", "s")
-    for name in ("tag_length", "ablation", "loss_curves"):
+    for name in ("headline", "tag_length", "ablation", "loss_curves"):
         assert (tmp_path / "figures" / f"{name}.png").stat().st_size > 1000, name

@@ -200,3 +200,22 @@ def test_probe_then_tune_starts_at_the_probe_training_loss(stage1, tiny_model_di
     head = RegressionHead.load(tmp_path / "probe", _info(tiny_model_dir))
     assert head.linear.bias is not None
     assert json.loads((tmp_path / "probe" / "head.json").read_text())["init"] == "probe"
+
+
+def test_head_refit_is_the_closed_form_on_the_trained_features(stage1, tiny_model_dir, qed_dir,
+                                                                tmp_path):
+    from tagllm.evaluate import evaluate_run
+
+    stage1_dir, _ = stage1
+    metrics = train_function_tag(tiny_model_dir, "qed", qed_dir / "train.parquet", [stage1_dir],
+                                 tmp_path / "run", 4, TrainConfig(**FAST, head_refit=True,
+                                                                  checkpoint_every=0),
+                                 cpu_bf16_inference="false")
+    refit = metrics["head_refit"]
+    assert refit["rows"] == len(pd.read_parquet(qed_dir / "train.parquet"))
+    # Scored on its own training rows, the saved head has the refit's training error: it was fit
+    # to the features of the tags as saved.
+    scored = evaluate_run(tiny_model_dir, tmp_path / "run", "qed", qed_dir / "train.parquet",
+                          tmp_path / "eval", cpu_bf16_inference="false")
+    assert scored["mse"] == pytest.approx(refit["train_mse"], rel=1e-3)
+    assert RegressionHead.load(tmp_path / "run", _info(tiny_model_dir)).linear.bias is not None

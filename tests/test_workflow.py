@@ -36,6 +36,7 @@ def test_dry_run_lists_every_stage():
                  "train_domain_tags_together", "train_function_tag",
                  "train_function_tag_family", "train_baseline", "evaluate_run",
                  "evaluate_run_family", "evaluate_direct", "evaluate_model_free", "build_tables",
+                 "train_tagllm_seeds", "evaluate_tagllm_seeds",
                  "plot_figures", "plot_predictions"):
         assert rule in listed, rule
 
@@ -89,7 +90,7 @@ def test_tiny_end_to_end_run(tmp_path):
                  "eval/direct_prompting/translate/metrics.json",
                  "eval/nearest_neighbour/qed/predictions.parquet",
                  "figures/qed_predictions.png", "figures/dc_synthetic_predictions.png",
-                 *(f"figures/{name}.png" for name in ("tag_length", "ablation", "loss_curves")),
+                 *(f"figures/{name}.png" for name in ("headline", "tag_length", "ablation", "loss_curves")),
                  *(f"tables/{name}.{ext}" for name in ("table1_translation", "table2_tasks",
                                                        "table3_peft", "table4_ablation",
                                                        "table6_params") for ext in ("md", "csv"))):
@@ -97,7 +98,8 @@ def test_tiny_end_to_end_run(tmp_path):
     metrics = json.loads((results / "eval/tagllm/qed/seed0/metrics.json").read_text())
     assert {"mse", "mae", "pearson", "spearman", "n"} <= set(metrics)
     summary = pd.read_csv(results / "tables/summary.csv")
-    assert list(summary.columns) == ["task", "method", "metric", "value", "paper_value"]
+    assert list(summary.columns) == ["task", "method", "metric", "value", "sd", "seeds",
+                                     "paper_value"]
     assert {"tagllm", "train_mean", "lora", "prompt_tuning_head", "nearest_neighbour",
             "direct_prompting", "no_function_tags", "enriched", "tagllm_p2",
             "copy_source"} == set(summary["method"])

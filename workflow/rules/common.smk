@@ -36,6 +36,30 @@ REGRESSION_RUNS = [
 ]
 GENERATION_RUNS = [n for n in RUNS if n not in REGRESSION_RUNS]
 SEEDS = config.get("seeds", [0])
+HEADLINE = config.get("headline") or {}
+HEADLINE_RUNS = HEADLINE.get("runs", [])
+# Seeds beyond `seeds` that Tag-LLM trains with on the headline runs (stage 2-3 only: they read
+# the stage-1 tags of the first seed).
+EXTRA_SEEDS = [s for s in HEADLINE.get("seeds", []) if s not in SEEDS]
+if set(HEADLINE_RUNS) - set(RUNS):
+    raise ValueError(
+        f"headline.runs: {sorted(set(HEADLINE_RUNS) - set(RUNS))} are not runs of stage2/stage3"
+    )
+
+
+def job_seeds(method, run):
+    """Seeds a (method, run) is trained and scored with: `seeds`, plus the headline seeds for
+    Tag-LLM on the headline runs."""
+    if method == "tagllm" and run in HEADLINE_RUNS:
+        return [*SEEDS, *EXTRA_SEEDS]
+    return SEEDS
+
+
+def stage1_seed(seed):
+    """The stage-1 seed a run of `seed` reads: its own, or the first for a headline-only seed."""
+    return int(seed) if int(seed) in SEEDS else SEEDS[0]
+
+
 BASELINES = config.get("baselines") or {}
 ABLATIONS = config.get("ablations") or {}
 RESOURCES = config.get("resources") or {}
@@ -50,7 +74,8 @@ MODEL_ENV = (
 
 def method_jobs():
     """Every trained (method, run) pair -> its train settings: Tag-LLM on every run, the
-    baselines on baselines.runs, the ablations and the tag-length sweep on ablations.run.
+    baselines on baselines.runs (and headline.baselines on headline.runs), the ablations and the
+    tag-length sweep on ablations.run.
     """
     jobs = {("tagllm", run): RUNS[run].get("train", {}) for run in RUNS}
 
@@ -59,9 +84,17 @@ def method_jobs():
             raise ValueError(f"{method}: run {run!r} is not a key of stage2/stage3")
         jobs[(method, run)] = {**RUNS[run].get("train", {}), **(overrides or {})}
 
+    def baseline_settings(method):
+        # A linear probe is nearly free (features computed once, closed-form fit): every row.
+        every_row = {"max_examples": 0} if get_method(method).trainer == "probe" else {}
+        return {**(BASELINES.get("train") or {}), **every_row}
+
     for run in BASELINES.get("runs", []):
         for method in BASELINES.get("methods", []):
-            add(method, run, BASELINES.get("train"))
+            add(method, run, baseline_settings(method))
+    for run in HEADLINE_RUNS:
+        for method in HEADLINE.get("baselines", []):
+            add(method, run, baseline_settings(method))
     run = ABLATIONS.get("run")
     for method in ABLATIONS.get("methods", []) if run else []:
         add(method, run, ABLATIONS.get("train"))
@@ -97,6 +130,7 @@ def family_training():
         method
         for method, on in JOBS
         if on == run
+        and not (method == "tagllm" and run in seeded_runs())
         and get_method(method).trainer == "tags"
         and not get_method(method).enrich
         and not get_method(method).enriched_tags_from
@@ -130,7 +164,9 @@ def family_evaluation():
     members = [
         method
         for method, on in JOBS
-        if on == run and get_method(method).adapter == "none"
+        if on == run
+        and get_method(method).adapter == "none"
+        and not (method == "tagllm" and run in seeded_runs())
     ]
     return sorted(members, key=sharing_order) if len(members) > 1 else []
 
@@ -148,7 +184,18 @@ def domain_tags_together():
     return largest if len(largest) > 1 else []
 
 
+def seeded_runs():
+    """Headline runs whose Tag-LLM seeds train in one job, and are scored in one (with
+    `together`): the first seed and the headline-only ones, which read the same stage-1 tags, so
+    their frozen prefixes are computed once."""
+    if not config.get("together", False) or not EXTRA_SEEDS:
+        return []
+    return [run for run in HEADLINE_RUNS if run in RUNS]
+
+
 FAMILY_RUN = ABLATIONS.get("run", "")
+SEEDED_RUNS = seeded_runs()
+SEEDS_TOGETHER = [SEEDS[0], *EXTRA_SEEDS]
 TAGS_TOGETHER = domain_tags_together()
 TRAINED_TOGETHER = family_training()
 EVALUATED_TOGETHER = family_evaluation()
@@ -270,6 +317,33 @@ def get_family_eval_dirs(wildcards):
     return f"--run {' '.join(runs)} --out-dir {' '.join(outs)}"
 
 
+def get_seed_run_dirs(wildcards):
+    return " ".join(
+        f"results/runs/tagllm/{wildcards.run}/seed{seed}" for seed in SEEDS_TOGETHER
+    )
+
+
+def get_seeds_flags(wildcards):
+    seeds = " ".join(str(seed) for seed in SEEDS_TOGETHER)
+    return (
+        f"{train_flags(JOBS[('tagllm', wildcards.run)], SEEDS[0])} --run-seeds {seeds}"
+    )
+
+
+def get_seeds_domain_tags_flag(wildcards):
+    dirs = " ".join(
+        str(Path(f).parent) for f in stage1_tag_files(wildcards.run, SEEDS[0])
+    )
+    return f"--domain-tags {dirs}" if dirs else ""
+
+
+def get_seeds_eval_dirs(wildcards):
+    """--run and --out-dir of the evaluation of a headline run's seeds, in seed order."""
+    runs = [f"results/runs/tagllm/{wildcards.run}/seed{s}" for s in SEEDS_TOGETHER]
+    outs = [f"results/eval/tagllm/{wildcards.run}/seed{s}" for s in SEEDS_TOGETHER]
+    return f"--run {' '.join(runs)} --out-dir {' '.join(outs)}"
+
+
 def get_run_task(wildcards):
     return RUNS[wildcards.run]["task"]
 
@@ -285,7 +359,7 @@ def get_run_test(wildcards):
 def stage1_tag_files(run, seed):
     """tags.json of the stage-1 tags of a run's domain tags."""
     return [
-        f"results/tags/stage1/{tag}/seed{seed}/tags.json"
+        f"results/tags/stage1/{tag}/seed{stage1_seed(seed)}/tags.json"
         for tag in get_task(RUNS[run]["task"]).domain_tags
     ]
 
@@ -388,7 +462,7 @@ def get_eval_metrics(wildcards=None):
     trained = [
         f"results/eval/{method}/{run}/seed{seed}/metrics.json"
         for method, run in JOBS
-        for seed in SEEDS
+        for seed in job_seeds(method, run)
         if method != "tagllm_enrich"
     ]
     untrained = [
@@ -404,7 +478,7 @@ def get_run_metrics(wildcards=None):
     return [
         f"results/runs/{method}/{run}/seed{seed}/metrics.json"
         for method, run in JOBS
-        for seed in SEEDS
+        for seed in job_seeds(method, run)
     ]
 
 
@@ -412,7 +486,13 @@ def get_run_metrics(wildcards=None):
 SETTING = (
     f"Base model {MODEL} ({config['model'].get('hub_id') or config['model']['source']}); data "
     f"{', '.join(sorted(DATASETS))} (see results/data/*/report.json; *_synthetic = synthetic "
-    f"scores); seeds {SEEDS}; test rows per split "
+    f"scores); seeds {SEEDS}"
+    + (
+        f" (Tag-LLM on {', '.join(HEADLINE_RUNS)}: {SEEDS[0:1] + EXTRA_SEEDS})"
+        if EXTRA_SEEDS
+        else ""
+    )
+    + "; test rows per split "
     f"{lookup(dpath='evaluate/max_test_rows', within=config, default=0) or 'all'}."
 )
 TABLES = [
@@ -423,7 +503,7 @@ TABLES = [
     "table4_ablation",
     "table6_params",
 ]
-FIGURES = ["tag_length", "ablation", "loss_curves"]
+FIGURES = ["headline", "tag_length", "ablation", "loss_curves"]
 
 
 def get_final_outputs():

@@ -44,6 +44,64 @@ rule evaluate_run:
         " > {log} 2>&1"
 
 
+if SEEDED_RUNS:
+
+    ruleorder: evaluate_tagllm_seeds > evaluate_run
+
+    # The seeds of train_tagllm_seeds scored in one job: the test rows' frozen prefix (the same
+    # stage-1 tags) computed once for all of them.
+    rule evaluate_tagllm_seeds:
+        input:
+            model=get_model_dir(),
+            runs=expand(
+                "results/runs/tagllm/{{run}}/seed{seed}/run.json", seed=SEEDS_TOGETHER
+            ),
+            test=get_run_test,
+        output:
+            predictions=expand(
+                "results/eval/tagllm/{{run}}/seed{seed}/predictions.parquet",
+                seed=SEEDS_TOGETHER,
+            ),
+            metrics=expand(
+                "results/eval/tagllm/{{run}}/seed{seed}/metrics.json",
+                seed=SEEDS_TOGETHER,
+            ),
+        log:
+            "logs/evaluate_tagllm_seeds/{run}.log",
+        benchmark:
+            "benchmarks/evaluate_tagllm_seeds/{run}.tsv"
+        wildcard_constraints:
+            run="|".join(SEEDED_RUNS),
+        conda:
+            MODEL_ENV
+        threads: lookup(dpath="threads", within=config, default=2)
+        resources:
+            gpu=lookup(dpath="resources/eval_gpu", within=config, default=0),
+            mem_mb=lookup(dpath="resources/mem_mb", within=config, default=8000),
+            runtime=lookup(dpath="resources/runtime", within=config, default=120)
+            * len(SEEDS_TOGETHER),
+        params:
+            launch=get_eval_launcher,
+            task=get_run_task,
+            runs=get_seeds_eval_dirs,
+            device=lookup(dpath="device", within=config),
+            dtype=lookup(dpath="model/dtype", within=config, default="float32"),
+            char_level=get_char_level_flag,
+            bf16_inference=get_bf16_inference_flag,
+            batch_size=lookup(dpath="evaluate/batch_size", within=config, default=16),
+            max_rows=lookup(dpath="evaluate/max_test_rows", within=config, default=0),
+            max_new_tokens=lookup(
+                dpath="evaluate/max_new_tokens", within=config, default=64
+            ),
+        shell:
+            "{params.launch} evaluate --model {input.model} {params.runs}"
+            " --task {params.task} --name {wildcards.run} --test {input.test}"
+            " --batch-size {params.batch_size} --max-rows {params.max_rows}"
+            " --max-new-tokens {params.max_new_tokens} --device {params.device}"
+            " --dtype {params.dtype} --threads {threads} {params.char_level}"
+            " {params.bf16_inference} > {log} 2>&1"
+
+
 if EVALUATED_TOGETHER:
 
     ruleorder: evaluate_run_family > evaluate_run

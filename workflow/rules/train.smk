@@ -201,6 +201,67 @@ if TRAINED_TOGETHER:
             " --out-dir {params.out_dirs} > {log} 2>&1"
 
 
+if SEEDED_RUNS:
+
+    ruleorder: train_tagllm_seeds > train_function_tag
+
+    # Tag-LLM on a headline run, every seed that reads the first seed's stage-1 tags, in one job:
+    # one model load, the frozen prefixes computed once for all seeds.
+    rule train_tagllm_seeds:
+        input:
+            model=get_model_dir(),
+            data=get_run_data,
+            domain_tags=lambda wildcards: stage1_tag_files(wildcards.run, SEEDS[0]),
+        output:
+            tags=expand(
+                "results/runs/tagllm/{{run}}/seed{seed}/tags.safetensors",
+                seed=SEEDS_TOGETHER,
+            ),
+            meta=expand(
+                "results/runs/tagllm/{{run}}/seed{seed}/tags.json", seed=SEEDS_TOGETHER
+            ),
+            spec=expand(
+                "results/runs/tagllm/{{run}}/seed{seed}/run.json", seed=SEEDS_TOGETHER
+            ),
+            metrics=expand(
+                "results/runs/tagllm/{{run}}/seed{seed}/metrics.json",
+                seed=SEEDS_TOGETHER,
+            ),
+        log:
+            "logs/train_tagllm_seeds/{run}.log",
+        benchmark:
+            "benchmarks/train_tagllm_seeds/{run}.tsv"
+        wildcard_constraints:
+            run="|".join(SEEDED_RUNS),
+        priority: 10
+        conda:
+            MODEL_ENV
+        threads: lookup(dpath="threads", within=config, default=2)
+        resources:
+            gpu=lookup(dpath="resources/gpu", within=config, default=0),
+            mem_mb=lookup(dpath="resources/mem_mb", within=config, default=8000),
+            # One run's time limit for each seed of the job.
+            runtime=lookup(dpath="resources/runtime", within=config, default=120)
+            * len(SEEDS_TOGETHER),
+        params:
+            launch=get_launcher,
+            task=get_run_task,
+            out_dirs=get_seed_run_dirs,
+            domain_tags=get_seeds_domain_tags_flag,
+            tag_length=lookup(dpath="tag_length", within=config),
+            device=lookup(dpath="device", within=config),
+            dtype=lookup(dpath="model/dtype", within=config, default="float32"),
+            char_level=get_char_level_flag,
+            bf16_inference=get_bf16_inference_flag,
+            flags=get_seeds_flags,
+        shell:
+            "{params.launch} train-function-tag --model {input.model} --method tagllm"
+            " --task {params.task} --data {input.data} {params.domain_tags}"
+            " --tag-length {params.tag_length} --device {params.device} --dtype {params.dtype}"
+            " --threads {threads} {params.char_level} {params.bf16_inference} {params.flags}"
+            " --out-dir {params.out_dirs} > {log} 2>&1"
+
+
 rule train_baseline:
     input:
         model=get_model_dir(),
