@@ -102,7 +102,18 @@ def test_tiny_end_to_end_run(tmp_path):
                                      "paper_value"]
     assert {"tagllm", "train_mean", "lora", "prompt_tuning_head", "nearest_neighbour",
             "direct_prompting", "no_function_tags", "enriched", "tagllm_p2",
-            "copy_source"} == set(summary["method"])
+            "copy_source", "linear_probe"} == set(summary["method"])
+    # The headline seeds: Tag-LLM on qed trained and scored on seeds 0 and 1 in one job each; the
+    # tables show their mean, sd and count.
+    assert (tmp_path / "logs/train_tagllm_seeds/qed.log").is_file()
+    assert (tmp_path / "logs/evaluate_tagllm_seeds/qed.log").is_file()
+    seed1 = json.loads((results / "runs/tagllm/qed/seed1/metrics.json").read_text())
+    assert seed1["config"]["seed"] == 1 and seed1["prefix_cache"]["prefix_forwards"] == 0
+    qed_mse = summary[(summary.task == "qed") & (summary.method == "tagllm") &
+                      (summary.metric == "mse")]
+    assert qed_mse.seeds.item() == 2 and qed_mse.sd.item() >= 0
+    probe = json.loads((results / "runs/linear_probe/qed/seed0/metrics.json").read_text())
+    assert probe["examples"] == probe["probe"]["rows"] > 8  # every row, not baselines.train's 8
     assert {"qed", "descriptor", "dc_synthetic", "ba_synthetic", "translate:en-fr",
             "translate:es-pt"} <= set(summary["task"])
     headline = summary[(summary.method == "tagllm") & (summary.task == "qed") &
