@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import statistics
 import sys
 import tempfile
@@ -53,6 +54,7 @@ def main() -> None:
     parser.add_argument("--probe", action="store_true", help="also fit and score linear_probe")
     parser.add_argument("--json", default="")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
     config = yaml.safe_load(Path(args.config).read_text())
     entry = run_entry(config, args.run)
@@ -90,8 +92,8 @@ def main() -> None:
     rows = {}
     for (init, seed), score in zip(pairs, scores, strict=True):
         rows.setdefault(init, []).append(score[metric])
-        print(f"{init:15s} seed {seed}: {metric} {score[metric]:.5f}  mse {score['mse']:.5f}  "
-              f"mae {score['mae']:.4f}  pearson {score['pearson']:.3f}")
+        print(f"{init:15s} seed {seed}: mse {score['mse']:.5f}  mae {score['mae']:.4f}  "
+              f"pearson {score['pearson']:.3f}")
     print(f"\n{'init':15s} {metric} mean +- sd over {len(args.seeds)} seeds")
     for init, values in rows.items():
         sd = statistics.stdev(values) if len(values) > 1 else 0.0
