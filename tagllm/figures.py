@@ -14,7 +14,13 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from tagllm.atomic import save_figure
-from tagllm.report import TABLE4_METHODS, full_method, method_label, tag_length_curve
+from tagllm.report import (
+    TABLE4_METHODS,
+    full_method,
+    method_label,
+    regression_runs,
+    tag_length_curve,
+)
 from tagllm.tasks import get_task
 
 
@@ -61,7 +67,7 @@ HEADLINE_METHODS = ("tagllm", "linear_probe", "train_mean")
 def _headline(frame, setting, out_png) -> None:
     """Per regression run, Tag-LLM against the linear probe and the training mean: the mean over
     seeds with +- one standard deviation, the number of seeds under each bar."""
-    runs = [t for t in dict.fromkeys(frame.task) if ":" not in t]
+    runs = regression_runs(frame)
     figure, axes = plt.subplots(1, max(len(runs), 1), figsize=(2.6 * max(len(runs), 1), 3.2),
                                 squeeze=False)
     for axis, run in zip(axes[0], runs, strict=False):

@@ -65,9 +65,8 @@ def fit_ridge(features: np.ndarray | torch.Tensor, targets: np.ndarray | torch.T
     weight = ridge.coef_ / scaler.scale_
     bias = float(ridge.intercept_ - weight @ scaler.mean_)
     loo = ridge.cv_results_.mean(axis=0)  # (n_alphas,)
-    fit = RidgeFit(weight, bias, float(ridge.alpha_), 0.0, float(loo.min()), x.shape[0])
-    train_mse = float(np.mean((fit.predict(x) - y) ** 2))
-    return RidgeFit(weight, bias, fit.alpha, train_mse, fit.loo_mse, fit.rows)
+    train_mse = float(np.mean((x @ weight + bias - y) ** 2))
+    return RidgeFit(weight, bias, float(ridge.alpha_), train_mse, float(loo.min()), x.shape[0])
 
 
 def head_from_fit(fit: RidgeFit, head: RegressionHead) -> None:

@@ -123,7 +123,7 @@ def _lookup(frame: pd.DataFrame, task: str, method: str, metric: str) -> float |
     return f"{cell(value)} ± {cell(float(hit.sd.iloc[0]))} ({seeds})" if seeds > 1 else value
 
 
-def _regression_runs(frame: pd.DataFrame) -> list[str]:
+def regression_runs(frame: pd.DataFrame) -> list[str]:
     runs = [t for t in dict.fromkeys(frame.task) if ":" not in t]
     return sorted(runs, key=lambda r: TASK_ORDER.index(get_task(r).name))
 
@@ -141,10 +141,10 @@ def table_tasks(frame: pd.DataFrame, methods: list[str], runs: list[dict]) -> pd
         if not (frame.method == method).any():
             continue
         row = {"method": method_label(method)}
-        counts = {trainable[(method, r)] for r in _regression_runs(frame) if (method, r) in trainable}
+        counts = {trainable[(method, r)] for r in regression_runs(frame) if (method, r) in trainable}
         row["trainable"] = "/".join(str(c) for c in sorted(counts)) if counts else \
             ("0" if method in ("nearest_neighbour", "train_mean", "direct_prompting") else "-")
-        for run in _regression_runs(frame):
+        for run in regression_runs(frame):
             metric = get_task(run).metric
             row[f"{run} {metric} (ours)"] = _lookup(frame, run, method, metric)
             row[f"{run} (paper)"] = paper_value(method, get_task(run).name)
@@ -280,9 +280,9 @@ def budget_note(runs: list[dict], methods: list[str]) -> str:
             if "probe" in run:
                 budgets.append(f"{run['task']} {run['examples']} rows, closed-form ridge")
             else:
-                init = run.get("probe_init") and ", head from the probe"
+                init = ", head from the probe" if "probe_init" in run else ""
                 budgets.append(f"{run['task']} {run['examples']} rows x "
-                               f"{run.get('config', {}).get('epochs', '?')} epochs{init or ''}")
+                               f"{run.get('config', {}).get('epochs', '?')} epochs{init}")
         if budgets:
             parts.append(f"{get_method(method).label}: {'; '.join(sorted(set(budgets)))}")
     return f"Training budgets: {'. '.join(parts)}." if parts else ""

@@ -359,7 +359,10 @@ def _train_run(base: Base, store: PrefixStore | None, method: Method, task_name:
         labels = torch.tensor(frame[task.label].to_numpy(), dtype=torch.float32)
         head = new_head(base, labels, config).to(base.device)
         targets = head.to_training_units(labels.to(base.device))
-    probe = _probe_init(base, tags, examples, batches, store, head, targets) \
+    # "Probe then tune": the head starts at the closed form on the features training starts from
+    # (so the first steps' loss is the fit's training loss); the first epoch reads the prefixes
+    # this pass stored.
+    probe = _fit_head(base, tags, examples, batches, store, head, targets, "probe init") \
         if head is not None and config.head_init == "probe" else None
     enrich_batches = _enrichment(base, tags, enriched, enrich_data or {}, config)
 
@@ -389,7 +392,9 @@ def _train_run(base: Base, store: PrefixStore | None, method: Method, task_name:
                            domain=[str(d) for d in domain_tag_dirs], enriched=enriched,
                            bf16=base.precision.bf16)),
                        keep_final=keep_checkpoint, extra_state={"bf16": base.precision.bf16})
-    refit = _refit_head(base, tags, examples, batches, store, head, targets) \
+    # The jointly trained head lags behind features that moved under it: refit it in closed form
+    # on the features of the tags as trained (the tags stay as they are).
+    refit = _fit_head(base, tags, examples, batches, store, head, targets, "head refit") \
         if head is not None and config.head_refit else None
     if distributed.is_main():
         tags.save(out_dir)
@@ -409,13 +414,10 @@ def _train_run(base: Base, store: PrefixStore | None, method: Method, task_name:
                           "prefix_forwards": store.computed - passes_before if store else 0,
                           "reused_examples": store.reused - reused_before if store else 0},
             precision=base.precision.to_json(), total_wall_s=time.perf_counter() - started)
-        if probe is not None:
-            # Where the head started: the closed form on the initial features, and its loss.
-            metrics["probe_init"] = {**probe.summary(),
-                                     "train_loss": probe.train_mse * config.loss_scale}
-        if refit is not None:
-            metrics["head_refit"] = {**refit.summary(),
-                                     "train_loss": refit.train_mse * config.loss_scale}
+        # Where the head started and ended as a closed form: the fit and its training loss.
+        for key, fit in (("probe_init", probe), ("head_refit", refit)):
+            if fit is not None:
+                metrics[key] = {**fit.summary(), "train_loss": fit.train_mse * config.loss_scale}
         write_json(Path(out_dir) / "metrics.json", metrics)
         if not keep_checkpoint:
             checkpoint.remove(out_dir)
@@ -444,7 +446,7 @@ def _enrichment(base: Base, tags: TagTable, enriched: list[str], data: dict[str,
 
 def new_head(base: Base, labels: torch.Tensor, config: TrainConfig) -> RegressionHead:
     """A regression head as `config` says; `head_init: probe` starts at zeros with a bias, which
-    `_probe_init` then sets."""
+    `_fit_head` then sets."""
     mean, std = 0.0, 1.0
     if config.standardize_labels:
         mean = float(labels.mean())
@@ -469,19 +471,3 @@ def _fit_head(base: Base, tags: TagTable, examples: list[Encoded], batches: list
              fit.alpha, fit.train_mse, fit.loo_mse, fit.rows)
     return fit
 
-
-def _probe_init(base: Base, tags: TagTable, examples: list[Encoded], batches: list[list[int]],
-                store: PrefixStore | None, head: RegressionHead, targets: torch.Tensor) -> RidgeFit:
-    """"Probe then tune": the head starts at the closed-form fit on the features training starts
-    from, so the first steps' loss is the fit's training loss; the first epoch then reads the
-    prefixes this pass stored."""
-    return _fit_head(base, tags, examples, batches, store, head, targets, "probe init")
-
-
-def _refit_head(base: Base, tags: TagTable, examples: list[Encoded], batches: list[list[int]],
-                store: PrefixStore | None, head: RegressionHead, targets: torch.Tensor
-                ) -> RidgeFit:
-    """`head_refit`: once the tags are trained, the head is refit in closed form on the features
-    they give (the trained tags stay as they are), the optimum a head on those features can
-    reach, where the jointly trained head lags behind features that moved under it."""
-    return _fit_head(base, tags, examples, batches, store, head, targets, "head refit")

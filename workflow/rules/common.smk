@@ -130,7 +130,7 @@ def family_training():
         method
         for method, on in JOBS
         if on == run
-        and not (method == "tagllm" and run in seeded_runs())
+        and not (method == "tagllm" and run in SEEDED_RUNS)
         and get_method(method).trainer == "tags"
         and not get_method(method).enrich
         and not get_method(method).enriched_tags_from
@@ -166,7 +166,7 @@ def family_evaluation():
         for method, on in JOBS
         if on == run
         and get_method(method).adapter == "none"
-        and not (method == "tagllm" and run in seeded_runs())
+        and not (method == "tagllm" and run in SEEDED_RUNS)
     ]
     return sorted(members, key=sharing_order) if len(members) > 1 else []
 
@@ -188,9 +188,7 @@ def seeded_runs():
     """Headline runs whose Tag-LLM seeds train in one job, and are scored in one (with
     `together`): the first seed and the headline-only ones, which read the same stage-1 tags, so
     their frozen prefixes are computed once."""
-    if not config.get("together", False) or not EXTRA_SEEDS:
-        return []
-    return [run for run in HEADLINE_RUNS if run in RUNS]
+    return HEADLINE_RUNS if config.get("together", False) and EXTRA_SEEDS else []
 
 
 FAMILY_RUN = ABLATIONS.get("run", "")
@@ -317,10 +315,13 @@ def get_family_eval_dirs(wildcards):
     return f"--run {' '.join(runs)} --out-dir {' '.join(outs)}"
 
 
+def seed_dirs(kind, run):
+    """results/<kind>/tagllm/<run>/seed<N> of the seeds trained and scored together."""
+    return [f"results/{kind}/tagllm/{run}/seed{seed}" for seed in SEEDS_TOGETHER]
+
+
 def get_seed_run_dirs(wildcards):
-    return " ".join(
-        f"results/runs/tagllm/{wildcards.run}/seed{seed}" for seed in SEEDS_TOGETHER
-    )
+    return " ".join(seed_dirs("runs", wildcards.run))
 
 
 def get_seeds_flags(wildcards):
@@ -331,16 +332,12 @@ def get_seeds_flags(wildcards):
 
 
 def get_seeds_domain_tags_flag(wildcards):
-    dirs = " ".join(
-        str(Path(f).parent) for f in stage1_tag_files(wildcards.run, SEEDS[0])
-    )
-    return f"--domain-tags {dirs}" if dirs else ""
+    return domain_tags_flag(stage1_tag_files(wildcards.run, SEEDS[0]))
 
 
 def get_seeds_eval_dirs(wildcards):
     """--run and --out-dir of the evaluation of a headline run's seeds, in seed order."""
-    runs = [f"results/runs/tagllm/{wildcards.run}/seed{s}" for s in SEEDS_TOGETHER]
-    outs = [f"results/eval/tagllm/{wildcards.run}/seed{s}" for s in SEEDS_TOGETHER]
+    runs, outs = seed_dirs("runs", wildcards.run), seed_dirs("eval", wildcards.run)
     return f"--run {' '.join(runs)} --out-dir {' '.join(outs)}"
 
 
@@ -382,18 +379,18 @@ def get_family_domain_tags(wildcards):
     return stage1_tag_files(FAMILY_RUN, wildcards.seed)
 
 
-def get_family_domain_tags_flag(wildcards):
-    dirs = " ".join(str(Path(f).parent) for f in get_family_domain_tags(wildcards))
+def domain_tags_flag(tag_files):
+    """--domain-tags with the folders of these tags.json files (nothing without any)."""
+    dirs = " ".join(str(Path(f).parent) for f in tag_files)
     return f"--domain-tags {dirs}" if dirs else ""
 
 
-def get_run_domain_tag_dirs(wildcards):
-    return " ".join(str(Path(f).parent) for f in get_run_domain_tags(wildcards))
+def get_family_domain_tags_flag(wildcards):
+    return domain_tags_flag(get_family_domain_tags(wildcards))
 
 
 def get_domain_tags_flag(wildcards):
-    dirs = get_run_domain_tag_dirs(wildcards)
-    return f"--domain-tags {dirs}" if dirs else ""
+    return domain_tags_flag(get_run_domain_tags(wildcards))
 
 
 def get_run_enrich_data(wildcards):
@@ -488,7 +485,7 @@ SETTING = (
     f"{', '.join(sorted(DATASETS))} (see results/data/*/report.json; *_synthetic = synthetic "
     f"scores); seeds {SEEDS}"
     + (
-        f" (Tag-LLM on {', '.join(HEADLINE_RUNS)}: {SEEDS[0:1] + EXTRA_SEEDS})"
+        f" (Tag-LLM on {', '.join(HEADLINE_RUNS)}: {[*SEEDS, *EXTRA_SEEDS]})"
         if EXTRA_SEEDS
         else ""
     )
