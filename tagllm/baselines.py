@@ -22,7 +22,7 @@ from tagllm.atomic import write_json
 from tagllm.batching import collate, length_grouped_batches
 from tagllm.loop import TrainConfig, optimise, peak_rss_mb, seed_everything, versions
 from tagllm.methods import get_method
-from tagllm.objectives import readout_features, target_loss
+from tagllm.objectives import batched_features, readout_features, target_loss
 from tagllm.probe import fit_ridge, head_from_fit
 from tagllm.tags import TagTable
 from tagllm.tasks import get_task
@@ -31,9 +31,11 @@ from tagllm.train import (
     _batch_order,
     check_labels,
     encode_examples,
+    fit_head,
     load_domain_tags,
     new_head,
     read_table,
+    record_head_fits,
     write_run_spec,
 )
 
@@ -68,16 +70,29 @@ def train_baseline(model_dir: str | Path, method_name: str, task_name: str,
     if head is not None:
         groups.append({"params": list(head.parameters()), "lr": config.head_lr or config.lr})
         named.update(head.linear.named_parameters(prefix="head"))
-    adapter = None
-    if method.trainer == "adapter":
-        from tagllm.adapters import Adapter  # imports peft (seconds): only where it is used
+    from tagllm.adapters import Adapter  # imports peft (seconds): only where it is used
 
-        adapter = Adapter.create(base.model, method.adapter, method.virtual_tokens(task, tag_length))
-        adapter.peft.train()  # LoRA dropout on; the base has no dropout of its own in use
-        trainable = adapter.named_trainable()
-        groups.insert(0, {"params": list(trainable.values())})
-        named.update({f"adapter.{k}": v for k, v in trainable.items()})
-        step_loss = _adapter_step(base, tags, adapter, examples, batches, head, targets, config)
+    adapter = Adapter.create(base.model, method.adapter, method.virtual_tokens(task, tag_length))
+    trainable = adapter.named_trainable()
+    groups.insert(0, {"params": list(trainable.values())})
+    named.update({f"adapter.{k}": v for k, v in trainable.items()})
+    pad = base.tokenizer.pad_token_id
+
+    def features() -> torch.Tensor:  # the adapted model's read-out, LoRA dropout off
+        adapter.peft.eval()
+        with base.autocast():
+            found = batched_features(
+                lambda chosen: adapter.regression_hidden(tags.flat(), chosen, pad),
+                examples, batches, base.info.hidden_size)
+        adapter.peft.train()
+        return found
+
+    # The head starts and ends as Tag-LLM's does (same settings, same schedule): at the probe on
+    # the features training starts from, refit on the trained adapter's.
+    probe = fit_head(features(), head, targets, "probe init") \
+        if head is not None and config.head_init == "probe" else None
+    adapter.peft.train()  # LoRA dropout on; the base has no dropout of its own in use
+    step_loss = _adapter_step(base, tags, adapter, examples, batches, head, targets, config)
     started = time.perf_counter()
     metrics = optimise(groups, named, len(batches), step_loss,
                        _batch_order(len(batches), config.seed), config, out_dir,
@@ -86,10 +101,11 @@ def train_baseline(model_dir: str | Path, method_name: str, task_name: str,
                            n=len(examples), p=tag_length, model=base.info.model_id, config=config,
                            bf16=base.precision.bf16)),
                        extra_state={"bf16": base.precision.bf16})
+    refit = fit_head(features(), head, targets, "head refit") \
+        if head is not None and config.head_refit else None
     if distributed.is_main():
-        if adapter is not None:
-            adapter.peft.eval()
-            adapter.save(out_dir)
+        adapter.peft.eval()
+        adapter.save(out_dir)
         if tags.names:
             tags.save(out_dir)
         if head is not None:
@@ -101,6 +117,7 @@ def train_baseline(model_dir: str | Path, method_name: str, task_name: str,
                        trainable_parameters=sum(p.numel() for g in groups for p in g["params"]),
                        precision=base.precision.to_json(),
                        total_wall_s=time.perf_counter() - started)
+        record_head_fits(metrics, probe, refit, config.loss_scale)
         write_json(Path(out_dir) / "metrics.json", metrics)
         checkpoint.remove(out_dir)
     distributed.teardown()

@@ -4,6 +4,8 @@ trainable tag is frozen. Logits are computed only at positions that predict a ta
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -20,8 +22,8 @@ from tagllm.forward import (
 from tagllm.prefix_store import PrefixCache, PrefixStore, prefix_keys
 from tagllm.prompts import Encoded
 
-__all__ = ["PrefixStore", "generation_loss", "lm_loss", "readout_features", "regression_hidden",
-           "target_loss"]
+__all__ = ["PrefixStore", "batched_features", "generation_loss", "lm_loss", "readout_features",
+           "regression_hidden", "target_loss"]
 
 
 def _hidden(base, tags, examples: list[Encoded], store: PrefixStore | None, side: str,
@@ -61,16 +63,22 @@ def regression_hidden(base, tags, examples: list[Encoded], store: PrefixStore | 
 
 
 @torch.no_grad()
+def batched_features(hidden_of: Callable[[list[Encoded]], torch.Tensor],
+                     examples: list[Encoded], batches: list[list[int]], width: int) -> torch.Tensor:
+    """`hidden_of(chosen)` (B, d) for every batch of `batches` (lists of indices into `examples`),
+    without gradients, in the order of `examples`: the features a linear read-out is fit to.
+    (N, d), float32, on the CPU."""
+    features = torch.zeros(len(examples), width)
+    for indices in batches:
+        features[indices] = hidden_of([examples[i] for i in indices]).float().cpu()
+    return features
+
+
 def readout_features(base, tags, examples: list[Encoded], batches: list[list[int]],
                      store: PrefixStore | None) -> torch.Tensor:
-    """`regression_hidden` of every example, without gradients, by `batches` (lists of indices
-    into `examples`), in the order of `examples`: the features a linear read-out is fit to.
-    (N, d), float32, on the CPU."""
-    features = torch.zeros(len(examples), base.info.hidden_size)
-    for indices in batches:
-        hidden = regression_hidden(base, tags, [examples[i] for i in indices], store)
-        features[indices] = hidden.float().cpu()
-    return features
+    """`regression_hidden` of every example by `batches` (see `batched_features`)."""
+    return batched_features(lambda chosen: regression_hidden(base, tags, chosen, store),
+                            examples, batches, base.info.hidden_size)
 
 
 def target_loss(base, hidden: torch.Tensor, batch: Batch, starts: torch.Tensor) -> torch.Tensor:

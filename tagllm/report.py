@@ -33,9 +33,9 @@ TABLE1_PAPER = {
 ZERO_SHOT = {"it-fr": "unseen pair", "fr-it": "unseen pair", "es-pt": "unseen languages",
              "pt-es": "unseen languages"}
 TABLE2_METHODS = ["nearest_neighbour", "linear_probe", "prompt_tuning", "lora", "tagllm",
-                  "train_mean", "direct_prompting"]
+                  "tagllm_budget", "train_mean", "direct_prompting"]
 TABLE3_METHODS = ["lora_text", "prompt_tuning_text", "linear_probe_text", "lora_head",
-                  "prompt_tuning_head", "tagllm"]
+                  "prompt_tuning_head", "tagllm", "tagllm_budget"]
 TABLE4_METHODS = ["tagllm", "enriched", "no_domain_tags", "no_function_tags", "no_head"]
 # Paper Table 6 (LLaMA-7B, one domain + one function tag, p = 10).
 TABLE6_PAPER = {"tagllm": 86016, "lora_head": 1052672, "prompt_tuning_head": 86016,
@@ -268,23 +268,40 @@ def _write_table(out_dir: Path, name: str, title: str, setting: str, wide: pd.Da
     write_text(out_dir / f"{name}.csv", long.to_csv(index=False))
 
 
-def budget_note(runs: list[dict], methods: list[str]) -> str:
-    """What each trained row of a table was trained on: rows x epochs (per run), or the closed
-    form of a probe, so that a reader sees which comparisons share a budget."""
+# The training settings two rows must share to be compared at one budget.
+BUDGET_KEYS = ("epochs", "batch_size", "grad_accum", "warmup_ratio")
+
+
+def training_budget(run: dict) -> dict:
+    """What a run was trained on, from its metrics.json: rows, epochs, batches and schedule, and
+    how its head started and ended (a linear probe: rows and its closed form)."""
+    if "probe" in run:
+        return {"examples": run["examples"], "fit": "closed-form ridge"}
+    config = run.get("config", {})
+    return {"examples": run["examples"], **{key: config.get(key) for key in BUDGET_KEYS},
+            "head_from_probe": "probe_init" in run, "head_refit": "head_refit" in run}
+
+
+def describe_budget(run: dict) -> str:
+    budget = training_budget(run)
+    if "fit" in budget:
+        return f"{run['task']} {budget['examples']} rows, {budget['fit']}"
+    head = "".join(part for part, on in ((", head from the probe", budget["head_from_probe"]),
+                                         (", refit", budget["head_refit"])) if on)
+    return (f"{run['task']} {budget['examples']} rows x {budget['epochs']} epochs, batches "
+            f"{budget['batch_size']}x{budget['grad_accum']}{head}")
+
+
+def budget_note(runs: list[dict], methods: list[str], task: str | None = None) -> str:
+    """What each trained row of a table was trained on (per run; only `task`'s if given), so
+    that a reader sees which comparisons share a budget."""
     parts = []
     for method in methods:
-        budgets = []
-        for run in runs:
-            if run.get("method") != method or "examples" not in run:
-                continue
-            if "probe" in run:
-                budgets.append(f"{run['task']} {run['examples']} rows, closed-form ridge")
-            else:
-                init = ", head from the probe" if "probe_init" in run else ""
-                budgets.append(f"{run['task']} {run['examples']} rows x "
-                               f"{run.get('config', {}).get('epochs', '?')} epochs{init}")
+        budgets = sorted({describe_budget(run) for run in runs
+                          if run.get("method") == method and "examples" in run
+                          and task in (None, run.get("task"))})
         if budgets:
-            parts.append(f"{get_method(method).label}: {'; '.join(sorted(set(budgets)))}")
+            parts.append(f"{get_method(method).label}: {'; '.join(budgets)}")
     return f"Training budgets: {'. '.join(parts)}." if parts else ""
 
 
@@ -311,8 +328,10 @@ def build_tables(metric_files: list[str | Path], run_files: list[str | Path],
     ablation = table_ablation(frame, ablation_run, tag_length) if ablation_run else pd.DataFrame()
     long = frame[(frame.task == ablation_run) & (frame.method.isin(TABLE4_METHODS) |
                                                  frame.method.str.fullmatch(SWEEP_PATTERN))]
+    note = budget_note(runs, list(dict.fromkeys(long.method)),
+                       get_task(ablation_run).name) if ablation_run else ""
     _write_table(out_dir, "table4_ablation", f"Table 4: ablations on {ablation_run}", setting,
-                 ablation, long)
+                 ablation, long, note)
     params = table_params(runs, tag_length)
     _write_table(out_dir, "table6_params", "Table 6: trainable parameters", setting, params,
                  params)

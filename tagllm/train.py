@@ -362,7 +362,11 @@ def _train_run(base: Base, store: PrefixStore | None, method: Method, task_name:
     # "Probe then tune": the head starts at the closed form on the features training starts from
     # (so the first steps' loss is the fit's training loss); the first epoch reads the prefixes
     # this pass stored.
-    probe = _fit_head(base, tags, examples, batches, store, head, targets, "probe init") \
+    def features() -> torch.Tensor:  # the passes of a training step, without gradients
+        with base.autocast():
+            return readout_features(base, tags, examples, batches, store)
+
+    probe = fit_head(features(), head, targets, "probe init") \
         if head is not None and config.head_init == "probe" else None
     enrich_batches = _enrichment(base, tags, enriched, enrich_data or {}, config)
 
@@ -394,7 +398,7 @@ def _train_run(base: Base, store: PrefixStore | None, method: Method, task_name:
                        keep_final=keep_checkpoint, extra_state={"bf16": base.precision.bf16})
     # The jointly trained head lags behind features that moved under it: refit it in closed form
     # on the features of the tags as trained (the tags stay as they are).
-    refit = _fit_head(base, tags, examples, batches, store, head, targets, "head refit") \
+    refit = fit_head(features(), head, targets, "head refit") \
         if head is not None and config.head_refit else None
     if distributed.is_main():
         tags.save(out_dir)
@@ -414,10 +418,7 @@ def _train_run(base: Base, store: PrefixStore | None, method: Method, task_name:
                           "prefix_forwards": store.computed - passes_before if store else 0,
                           "reused_examples": store.reused - reused_before if store else 0},
             precision=base.precision.to_json(), total_wall_s=time.perf_counter() - started)
-        # Where the head started and ended as a closed form: the fit and its training loss.
-        for key, fit in (("probe_init", probe), ("head_refit", refit)):
-            if fit is not None:
-                metrics[key] = {**fit.summary(), "train_loss": fit.train_mse * config.loss_scale}
+        record_head_fits(metrics, probe, refit, config.loss_scale)
         write_json(Path(out_dir) / "metrics.json", metrics)
         if not keep_checkpoint:
             checkpoint.remove(out_dir)
@@ -446,7 +447,7 @@ def _enrichment(base: Base, tags: TagTable, enriched: list[str], data: dict[str,
 
 def new_head(base: Base, labels: torch.Tensor, config: TrainConfig) -> RegressionHead:
     """A regression head as `config` says; `head_init: probe` starts at zeros with a bias, which
-    `_fit_head` then sets."""
+    `fit_head` then sets."""
     mean, std = 0.0, 1.0
     if config.standardize_labels:
         mean = float(labels.mean())
@@ -458,16 +459,21 @@ def new_head(base: Base, labels: torch.Tensor, config: TrainConfig) -> Regressio
     return head
 
 
-def _fit_head(base: Base, tags: TagTable, examples: list[Encoded], batches: list[list[int]],
-              store: PrefixStore | None, head: RegressionHead, targets: torch.Tensor,
-              why: str) -> RidgeFit:
-    """Set `head` to the closed-form ridge fit on the features the tags give now (the passes of a
-    training step, without gradients: the prefixes come from the store and fill it)."""
-    with base.autocast():
-        features = readout_features(base, tags, examples, batches, store)
+def fit_head(features: torch.Tensor, head: RegressionHead, targets: torch.Tensor,
+             why: str) -> RidgeFit:
+    """Set `head` to the closed-form ridge fit of `targets` on `features` (N, d): where a run's
+    head starts ("probe then tune") or ends (the refit on the trained features)."""
     fit = fit_ridge(features, targets.cpu())
     head_from_fit(fit, head)
     log.info("%s: ridge alpha %.3g, training MSE %.5f, leave-one-out MSE %.5f (%d rows)", why,
              fit.alpha, fit.train_mse, fit.loo_mse, fit.rows)
     return fit
+
+
+def record_head_fits(metrics: dict, probe: RidgeFit | None, refit: RidgeFit | None,
+                     loss_scale: float) -> None:
+    """Where the head started and ended as a closed form: each fit and its training loss."""
+    for key, fit in (("probe_init", probe), ("head_refit", refit)):
+        if fit is not None:
+            metrics[key] = {**fit.summary(), "train_loss": fit.train_mse * loss_scale}
 

@@ -139,6 +139,25 @@ def test_peft_baselines_train_and_evaluate(method, tiny_model_dir, tiny_base, qe
     assert result["n"] == 5 and result["method"] == method
 
 
+@pytest.mark.parametrize("method", ["lora_head", "prompt_tuning_text"])
+def test_peft_heads_start_and_end_as_tagllm_heads(method, tiny_model_dir, qed_dir, tmp_path):
+    # Same settings as Tag-LLM's: the head starts at the probe on the adapted model's features
+    # (the first step, over every row, has the fit's training loss) and is refit at the end.
+    rows = len(pd.read_parquet(qed_dir / "train.parquet"))
+    config = TrainConfig(**{**FAST, "epochs": 1, "batch_size": rows, "grad_accum": 1,
+                            "max_examples": 0, "checkpoint_every": 0},
+                         head_init="probe", head_refit=True)
+    run = tmp_path / "run"
+    metrics = train_baseline(tiny_model_dir, method, "qed", qed_dir / "train.parquet", run, P,
+                             config, cpu_bf16_inference="false")
+    start, end = metrics["probe_init"], metrics["head_refit"]
+    assert start["rows"] == end["rows"] == rows
+    assert metrics["loss_curve"][0]["loss"] == pytest.approx(start["train_loss"], rel=1e-4)
+    scored = evaluate_run(tiny_model_dir, run, "qed", qed_dir / "train.parquet", tmp_path / "eval",
+                          cpu_bf16_inference="false")
+    assert scored["mse"] == pytest.approx(end["train_mse"], rel=1e-3)
+
+
 def test_direct_prompting_needs_no_run(tiny_model_dir, qed_dir, tmp_path):
     result = evaluate_run(tiny_model_dir, None, "qed", qed_dir / "test.parquet", tmp_path / "eval",
                           method_name="direct_prompting", train_path=qed_dir / "train.parquet",

@@ -38,11 +38,13 @@ def files(tmp_path):
     ]
     runs = [{"method": "tagllm", "task": "qed", "trainable_parameters": 10 * 8 + 8,
              "hidden_size": 8, "loss_curve": [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.0}],
-             "examples": 340, "config": {"epochs": 4}, "probe_init": {"alpha": 1.0}},
+             "examples": 340, "config": {"epochs": 4, "batch_size": 8, "grad_accum": 2},
+             "probe_init": {"alpha": 1.0}, "head_refit": {"alpha": 1.0}},
             {"method": "linear_probe", "task": "qed", "trainable_parameters": 8, "hidden_size": 8,
              "loss_curve": [], "examples": 340, "probe": {"alpha": 10.0}},
             {"method": "lora", "task": "qed", "trainable_parameters": 64, "hidden_size": 8,
-             "loss_curve": [{"step": 1, "loss": 1.0}], "examples": 24, "config": {"epochs": 1}}]
+             "loss_curve": [{"step": 1, "loss": 1.0}], "examples": 24,
+             "config": {"epochs": 1, "batch_size": 8, "grad_accum": 1}}]
     paths = {"metrics": [], "runs": []}
     for kind, items in (("metrics", evaluations), ("runs", runs)):
         for i, item in enumerate(items):
@@ -83,8 +85,9 @@ def test_every_table_is_written_with_the_paper_beside_ours(files, tmp_path):
     table2 = (out / "table2_tasks.md").read_text()
     # The caption says what each trained row was trained on.
     assert ("linear probing: qed 340 rows, closed-form ridge" in table2
-            and "LoRA: qed 24 rows x 1 epochs" in table2
-            and "Tag-LLM: qed 340 rows x 4 epochs, head from the probe" in table2)
+            and "LoRA: qed 24 rows x 1 epochs, batches 8x1." in table2
+            and "Tag-LLM: qed 340 rows x 4 epochs, batches 8x2, head from the probe, refit"
+            in table2)
     assert "| Tag-LLM | 88 | 0.03 ± 0.01414 (2) | 0.008 |" in table2
     assert "| LoRA | 64 | 0.03 | 0.02 |" in table2
     table4 = pd.read_csv(out / "table4_ablation.csv")

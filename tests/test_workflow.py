@@ -10,6 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tagllm.report import training_budget
+
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
@@ -102,7 +104,19 @@ def test_tiny_end_to_end_run(tmp_path):
                                      "paper_value"]
     assert {"tagllm", "train_mean", "lora", "prompt_tuning_head", "nearest_neighbour",
             "direct_prompting", "no_function_tags", "enriched", "tagllm_p2",
-            "copy_source", "linear_probe"} == set(summary["method"])
+            "copy_source", "linear_probe", "tagllm_budget"} == set(summary["method"])
+    # Every trained row of the baselines' comparison shares one budget (read from its run's
+    # files); the linear probe has every row, in closed form.
+    budgets = {method: training_budget(json.loads(
+        (results / f"runs/{method}/qed/seed0/metrics.json").read_text()))
+        for method in ("lora", "prompt_tuning_head", "tagllm_budget", "linear_probe")}
+    assert budgets["lora"] == {**budgets["tagllm_budget"], "head_from_probe": False,
+                               "head_refit": False}
+    assert budgets["prompt_tuning_head"] == budgets["tagllm_budget"]
+    assert budgets["tagllm_budget"]["examples"] == 8
+    assert budgets["linear_probe"]["fit"] == "closed-form ridge"
+    assert "Tag-LLM at the baselines' budget: qed 8 rows x 1 epochs" in \
+        (results / "tables/table2_tasks.md").read_text()
     # The headline seeds: Tag-LLM on qed trained and scored on seeds 0 and 1 in one job each; the
     # tables show their mean, sd and count.
     assert (tmp_path / "logs/train_tagllm_seeds/qed.log").is_file()

@@ -74,8 +74,8 @@ MODEL_ENV = (
 
 def method_jobs():
     """Every trained (method, run) pair -> its train settings: Tag-LLM on every run, the
-    baselines on baselines.runs (and headline.baselines on headline.runs), the ablations and the
-    tag-length sweep on ablations.run.
+    baselines on baselines.runs (and Tag-LLM at their budget, when it is their own), and
+    headline.baselines on headline.runs, the ablations and the tag-length sweep on ablations.run.
     """
     jobs = {("tagllm", run): RUNS[run].get("train", {}) for run in RUNS}
 
@@ -92,6 +92,10 @@ def method_jobs():
     for run in BASELINES.get("runs", []):
         for method in BASELINES.get("methods", []):
             add(method, run, baseline_settings(method))
+        if BASELINES.get("train") and BASELINES.get("methods"):
+            # The baselines' own (smaller) budget: Tag-LLM trains on it too, for a row beside
+            # theirs with the same examples, epochs, batches and schedule.
+            add("tagllm_budget", run, BASELINES["train"])
     for run in HEADLINE_RUNS:
         for method in HEADLINE.get("baselines", []):
             add(method, run, baseline_settings(method))
