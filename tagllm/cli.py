@@ -5,14 +5,30 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import shlex
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 from tagllm import __version__
 from tagllm.data.download import DownloadError
+from tagllm.errors import UserError
 from tagllm.train_config import TrainConfig
+
+
+def at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: a whole number >= `low` (argparse then names the flag in its error)."""
+
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, not {value}")
+        return value
+
+    parse.__name__ = "whole number"  # argparse says "invalid whole number value: 'x'"
+    return parse
 
 
 def add_train_config(parser: argparse.ArgumentParser) -> None:
@@ -74,7 +90,8 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="local model folder (from prepare-model)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: default)")
+    parser.add_argument("--threads", type=at_least(0), default=0,
+                        help="CPU threads for torch (0: default)")
     parser.add_argument("--char-level", action=argparse.BooleanOptionalAction, default=True,
                         help="protein and SMILES strings one character per token (paper; default on)")
     parser.add_argument("--cpu-bf16-inference", default="auto", choices=["auto", "true", "false"],
@@ -98,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", required=True, help="e.g. flores101, opus100_en-fr, tdc_drugcomb")
     p.add_argument("--out-dir", required=True)
     p.add_argument("--retries", type=int, default=3)
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="tdc_drugcomb: convert a drugcomb.pkl found in place although its SHA-256 "
+                        "is not the pinned one (unpickling runs code from the file)")
 
     p = commands.add_parser("prepare-dataset", help="source -> validated Parquet splits + report")
     p.add_argument("--kind", required=True,
@@ -115,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-rows", type=int, default=0, help="translation test sentences (0: all)")
     p.add_argument("--molecules", nargs="*", default=[], help="prepared molecule Parquet files")
     p.add_argument("--proteins", nargs="*", default=[], help="prepared protein Parquet files")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="dc from tdc: read a drugcomb.pkl although its SHA-256 is not the pinned "
+                        "one (unpickling runs code from the file)")
 
     p = commands.add_parser("train-domain-tag", help="stage 1: a domain tag by next-token loss")
     add_model_flags(p)
@@ -123,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(one --data, --column and --out-dir each), sharing the model")
     p.add_argument("--data", nargs="+", required=True, help="Parquet file with the text column")
     p.add_argument("--column", nargs="+", required=True, help="text column")
-    p.add_argument("--tag-length", type=int, default=10)
+    p.add_argument("--tag-length", type=at_least(1), default=10)
     p.add_argument("--out-dir", nargs="+", required=True)
     add_train_config(p)
 
@@ -135,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stage-1 tag folders (none for methods without domain tags)")
     p.add_argument("--enrich-data", nargs="*", default=[], metavar="TAG=PARQUET",
                    help="stage-1 text (a `text` column) of each domain tag that --enrich updates")
-    p.add_argument("--tag-length", type=int, default=10)
+    p.add_argument("--tag-length", type=at_least(1), default=10)
     p.add_argument("--method", nargs="+", default=["tagllm"],
                    help="tagllm, an ablation (no_domain_tags, no_head, enriched, tagllm_p<N>, ...); "
                         "several train one after another in this process (one per --out-dir), "
@@ -152,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", required=True)
     p.add_argument("--data", required=True, help="training Parquet file")
     p.add_argument("--domain-tags", nargs="*", default=[], help="stage-1 tag folders, if used")
-    p.add_argument("--tag-length", type=int, default=10, help="sets prompt tuning's virtual tokens")
+    p.add_argument("--tag-length", type=at_least(1), default=10, help="sets prompt tuning's virtual tokens")
     p.add_argument("--out-dir", required=True)
     add_train_config(p)
 
@@ -167,9 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="", help="default: the run's own (run.json)")
     p.add_argument("--train", default="", help="training file (label mean, for direct prompting)")
     p.add_argument("--name", default="", help="run name for the tables (default: the task)")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=at_least(1), default=16)
     p.add_argument("--max-rows", type=int, default=0, help="score the first N test rows (0: all)")
-    p.add_argument("--max-new-tokens", type=int, default=64, help="longest translation decoded")
+    p.add_argument("--max-new-tokens", type=at_least(1), default=64,
+                   help="longest translation decoded")
     p.add_argument("--cache-budget-mb", type=int, default=4096,
                    help="with several runs, keep the test rows' frozen prefixes up to this many MiB")
 
@@ -189,14 +213,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", nargs="*", default=[], help="training metrics.json files")
     p.add_argument("--out-dir", required=True)
     p.add_argument("--setting", default="", help="one line naming the base model and data")
-    p.add_argument("--tag-length", type=int, default=10)
+    p.add_argument("--tag-length", type=at_least(1), default=10)
     p.add_argument("--ablation-run", default="", help="the run the ablations were made on")
 
     p = commands.add_parser("plot-figures", help="tag-length curve, ablation bars, loss curves")
     p.add_argument("--summary", required=True, help="results/tables/summary.csv")
     p.add_argument("--runs", nargs="*", default=[], help="training metrics.json files")
     p.add_argument("--ablation-run", default="", help="the run the ablations were made on")
-    p.add_argument("--tag-length", type=int, default=10, help="the default tag length p")
+    p.add_argument("--tag-length", type=at_least(1), default=10, help="the default tag length p")
     p.add_argument("--out-dir", required=True)
     p.add_argument("--setting", default="")
 
@@ -220,7 +244,7 @@ def run(args: argparse.Namespace) -> None:
     elif args.command == "download":
         from tagllm.data.sources import download_source
 
-        download_source(args.source, args.out_dir, args.retries)
+        download_source(args.source, args.out_dir, args.retries, args.trust_pickle)
     elif args.command == "prepare-dataset":
         from tagllm.data.prepare import Settings, prepare_dataset
 
@@ -249,6 +273,9 @@ def run(args: argparse.Namespace) -> None:
                 methods = methods * len(args.out_dir)
         if len(methods) != len(args.out_dir):
             raise ValueError(f"{len(methods)} --method values but {len(args.out_dir)} --out-dir")
+        malformed = [item for item in args.enrich_data if "=" not in item]
+        if malformed:
+            raise UserError(f"--enrich-data {malformed[0]!r}: expected TAG=PARQUET")
         enrich = dict(item.split("=", 1) for item in args.enrich_data)
         train_function_tags(args.model, args.task, args.data, args.domain_tags,
                             list(zip(methods, args.out_dir, strict=True)), args.tag_length,
@@ -292,15 +319,48 @@ def run(args: argparse.Namespace) -> None:
         plot_predictions(args.predictions, args.out, args.title)
 
 
+def check_output_folders(args: argparse.Namespace) -> None:
+    """Fail before any work when an output folder cannot be made because a file is in its way
+    (`--out-dir results/x` where `results` is a file), rather than at the first write."""
+    for flag in ("out_dir", "out"):
+        values = getattr(args, flag, None)
+        for value in [values] if isinstance(values, str) else values or []:
+            # --out-dir is a folder; --out a folder (prepare-model) or a file (plot-predictions).
+            folder = Path(value) if flag == "out_dir" else Path(value).parent
+            blocking = next((p for p in (folder, *folder.parents) if p.exists()), None)
+            if blocking is not None and not blocking.is_dir():
+                name = "--" + flag.replace("_", "-")
+                raise UserError(f"{name} {value}: {blocking} is a file, not a folder")
+
+
+def _raised_by_tagllm(error: BaseException) -> bool:
+    """Whether `error` was raised in tagllm's own code (which raises ValueError and KeyError for
+    bad input), rather than in a library it calls, where it would be a bug to show in full."""
+    package = Path(__file__).resolve().parent
+    traceback = error.__traceback__
+    while traceback is not None and traceback.tb_next is not None:
+        traceback = traceback.tb_next
+    return traceback is not None and \
+        Path(traceback.tb_frame.f_code.co_filename).resolve().is_relative_to(package)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(message)s")
     try:
+        check_output_folders(args)
         run(args)
     except (ValueError, KeyError, FileNotFoundError, DownloadError) as error:
-        # User errors (bad input, missing files, wrong tag file): one clear line, no traceback.
+        # User errors (bad input, missing files, wrong tag file): one clear line, no traceback. A
+        # ValueError or KeyError from inside another library is a bug: its traceback is kept, but
+        # for the decoding errors, which only a file's content causes.
+        user = isinstance(error, UserError | FileNotFoundError | DownloadError |
+                          json.JSONDecodeError | UnicodeDecodeError)
+        if not (user or _raised_by_tagllm(error)):
+            raise
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        message = " ".join(str(message).splitlines())  # one line, even quoting another's error
         print(f"tagllm {args.command}: error: {message}", file=sys.stderr)
         return 2
     return 0

@@ -7,6 +7,7 @@ units (the label's training mean and standard deviation are stored with it) and 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -15,7 +16,7 @@ from torch import nn
 
 from tagllm import __version__
 from tagllm.atomic import atomic_path, write_json
-from tagllm.tags import BaseModelInfo, TagFileError
+from tagllm.tags import BaseModelInfo, TagFileError, refuse_non_finite
 
 HEAD_FILE = "head.safetensors"
 HEAD_META = "head.json"
@@ -28,8 +29,9 @@ class RegressionHead(nn.Module):
     def __init__(self, hidden_size: int, outputs: int = 1, label_mean: float = 0.0,
                  label_std: float = 1.0, bias: bool = False) -> None:
         super().__init__()
-        if label_std <= 0:
-            raise ValueError(f"label_std must be positive, got {label_std}")
+        if not (math.isfinite(label_mean) and math.isfinite(label_std) and label_std > 0):
+            raise ValueError(f"label mean and std must be finite and the std positive, got "
+                             f"{label_mean} and {label_std}")
         self.linear = nn.Linear(hidden_size, outputs, bias=bias)
         self.register_buffer("label_mean", torch.tensor(float(label_mean)))
         self.register_buffer("label_std", torch.tensor(float(label_std)))
@@ -60,9 +62,11 @@ class RegressionHead(nn.Module):
 
     def save(self, folder: str | Path, base: BaseModelInfo, init: str) -> None:
         folder = Path(folder)
+        tensors = {name: value.detach().cpu().contiguous()
+                   for name, value in self.linear.named_parameters()}
+        refuse_non_finite(folder, {f"head {name}": value for name, value in tensors.items()})
         with atomic_path(folder / HEAD_FILE) as tmp:
-            save_file({name: value.detach().cpu().contiguous()
-                       for name, value in self.linear.named_parameters()}, str(tmp))
+            save_file(tensors, str(tmp))
         write_json(folder / HEAD_META, {
             "format": "tagllm.head/1", "tagllm_version": __version__,
             "base_model": base.__dict__, "outputs": self.linear.out_features, "init": init,
@@ -76,7 +80,10 @@ class RegressionHead(nn.Module):
         meta_path = folder / HEAD_META
         if not meta_path.is_file() or not (folder / HEAD_FILE).is_file():
             raise TagFileError(f"{folder}: regression head files are missing")
-        meta = json.loads(meta_path.read_text())
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise TagFileError(f"{meta_path}: not a readable head file ({error})") from error
         if meta["base_model"]["hidden_size"] != base.hidden_size or \
                 meta["base_model"]["model_id"] != base.model_id:
             raise TagFileError(

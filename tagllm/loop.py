@@ -20,10 +20,16 @@ import torch
 from tqdm import tqdm
 
 from tagllm import __version__, checkpoint, distributed
+from tagllm.errors import UserError
 from tagllm.train_config import TrainConfig
 
 log = logging.getLogger("tagllm")
-__all__ = ["TrainConfig", "optimise", "peak_rss_mb", "seed_everything", "versions"]
+__all__ = ["NonFiniteError", "TrainConfig", "optimise", "peak_rss_mb", "seed_everything",
+           "versions"]
+
+
+class NonFiniteError(UserError):
+    """The loss or a trained tensor stopped being a finite number: the run is not saved."""
 
 
 def cosine_with_warmup(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int
@@ -97,6 +103,12 @@ def optimise(groups: list[dict], named: dict[str, torch.Tensor], n_batches: int,
         step, tokens, curve = state["step"], state["tokens"], list(state["curve"])
         start_epoch, start_position = state["epoch"], state["position"]
     resumed_from, tokens_before = step, tokens
+    where = f"{checkpoint_dir}: " if checkpoint_dir is not None else ""
+
+    def diverged(what: str, epoch: int) -> NonFiniteError:
+        return NonFiniteError(
+            f"{where}{what} at optimiser step {step + 1} (epoch {epoch + 1}); training stopped and "
+            "nothing was saved from this run (try a lower --lr, or check the labels)")
 
     def save(epoch: int, position: int) -> None:
         checkpoint.save(checkpoint_dir, {
@@ -115,14 +127,20 @@ def optimise(groups: list[dict], named: dict[str, torch.Tensor], n_batches: int,
         first = start_position if epoch == start_epoch else 0
         for position in range(first, len(order)):
             loss, batch_tokens = step_loss(epoch, order[position])
+            value = float(loss.detach())
+            if not math.isfinite(value):  # before backward: no NaN reaches the gradients
+                raise diverged(f"the training loss is {value}", epoch)
             (loss / config.grad_accum).backward()
             tokens += batch_tokens * distributed.world_size()
-            window_loss += float(loss.detach())
+            window_loss += value
             window_batches += 1
             if (position + 1) % config.grad_accum and position != len(order) - 1:
                 continue
             distributed.average_gradients(params)
             optimizer.step()
+            bad = [name for name, tensor in named.items() if not torch.isfinite(tensor).all()]
+            if bad:  # a finite loss can still take a step to infinity (a huge learning rate)
+                raise diverged(f"{', '.join(bad)} stopped being finite", epoch)
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1

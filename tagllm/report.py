@@ -47,6 +47,12 @@ def read_metrics(files: Iterable[str | Path]) -> list[dict]:
     return [json.loads(Path(f).read_text(encoding="utf-8")) for f in files]
 
 
+def _number(value: float | None) -> float:
+    """A metric as a float: metrics files write an undefined number (a correlation of constant
+    predictions, spBLEU without its model) as null, which the tables show as "-"."""
+    return math.nan if value is None else float(value)
+
+
 def method_label(name: str) -> str:
     if name == "train_mean":
         return "training-mean predictor"
@@ -73,13 +79,13 @@ def long_rows(evaluations: list[dict]) -> pd.DataFrame:
                     paper = TABLE1_PAPER[method][DIRECTIONS.index(direction)]
                 for metric in ("spbleu", "bleu", "chrf"):
                     records.append({"task": f"{run}:{direction}", "method": method,
-                                    "metric": metric, "value": scores[metric],
+                                    "metric": metric, "value": _number(scores[metric]),
                                     "paper_value": paper if metric == "spbleu" else None})
             continue
         task = get_task(metrics["task"])
         for metric in dict.fromkeys([task.metric, "mse", "mae", "pearson"]):
             records.append({"task": run, "method": method, "metric": metric,
-                            "value": metrics[metric],
+                            "value": _number(metrics[metric]),
                             "paper_value": paper_value(method, task.name)
                             if metric == task.metric else None})
     frame = pd.DataFrame(records, columns=["task", "method", "metric", "value", "paper_value"])

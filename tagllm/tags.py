@@ -18,12 +18,13 @@ from torch import nn
 
 from tagllm import __version__
 from tagllm.atomic import atomic_path, write_json
+from tagllm.errors import UserError
 
 TAGS_FILE = "tags.safetensors"
 TAGS_META = "tags.json"
 
 
-class TagFileError(ValueError):
+class TagFileError(UserError):
     """A tag file that is missing, malformed, or made for another base model."""
 
 
@@ -86,6 +87,8 @@ class TagTable(nn.Module):
         self, name: str, kind: str, stage: int, length: int, embeddings: torch.Tensor, run: str
     ) -> None:
         """Add a freshly initialised, trainable tag."""
+        if isinstance(length, bool) or not isinstance(length, int) or length < 1:
+            raise UserError(f"tag <{name}>: tag length must be a whole number >= 1, not {length!r}")
         record = TagRecord(name=name, length=length, kind=kind, stage=stage, init="mean_embedding",
                            trained_in=run)
         self.add(record, mean_embedding_init(embeddings, length), trainable=True)
@@ -136,6 +139,7 @@ class TagTable(nn.Module):
         folder = Path(folder)
         names = names or self.names
         tensors = {name: self.tags[name].detach().cpu().contiguous() for name in names}
+        refuse_non_finite(folder, {f"tag <{name}>": value for name, value in tensors.items()})
         with atomic_path(folder / TAGS_FILE) as tmp:
             save_file(tensors, str(tmp), metadata={"model_id": self.base.model_id})
         write_json(folder / TAGS_META, {
@@ -169,6 +173,15 @@ class TagTable(nn.Module):
                 )
             self.add(records[name], tensors[name], trainable=trainable)
         return wanted
+
+
+def refuse_non_finite(folder: str | Path, tensors: dict[str, torch.Tensor]) -> None:
+    """Fail, naming `folder`, rather than save a tensor holding NaN or infinity: a diverged run
+    must not leave files that the next step reads as trained."""
+    bad = [name for name, value in tensors.items() if not torch.isfinite(value).all()]
+    if bad:
+        raise UserError(f"{folder}: NaN or infinite values in {', '.join(bad)}; not saved (the "
+                        "training diverged: try a lower learning rate)")
 
 
 def read_tag_files(folder: Path) -> tuple[dict, dict[str, torch.Tensor]]:

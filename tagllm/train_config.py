@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 HEAD_INITS = ("mean_embedding", "zeros", "probe")
@@ -42,6 +43,12 @@ class TrainConfig:
     enrich_lm_weight: float = _opt(1.0, "weight of the stage-1 LM loss when enriching")
 
     def __post_init__(self) -> None:
+        # NaN fails every comparison, but infinity passes `> 0`: check that floats are finite.
+        infinite = [name for name in ("lr", "head_lr", "weight_decay", "warmup_ratio", "loss_scale",
+                                      "enrich_lm_weight") if not math.isfinite(getattr(self, name))]
+        if infinite:
+            raise ValueError(f"invalid training config: {', '.join(infinite)} must be a finite "
+                             "number")
         checks = [
             (self.epochs >= 1, "epochs must be >= 1"),
             (self.lr > 0, "lr must be > 0"),

@@ -196,7 +196,9 @@ def test_tdc_prepare_steps(tmp_path):
     assert report["rejected"] == {"invalid_smiles": 1, "nan_label": 1, "nonstandard_residue": 1}
     assert report["kept"] + 3 + report["not_sampled"] == report["rows_in"] == 50
     drugcomb_frame().to_pickle(tmp_path / "drugcomb.pkl")
-    report = prepare_dataset("dc", tmp_path / "dc", Settings("tdc", path=str(tmp_path)))
+    # A pickle placed by hand is refused unless trusted (tests/test_bad_input_data.py).
+    report = prepare_dataset("dc", tmp_path / "dc",
+                             Settings("tdc", path=str(tmp_path), trust_pickle=True))
     assert report["splits"]["test"] == 4 and "valid" not in report["splits"]
 
 

@@ -2,7 +2,9 @@
 
 TDC files are known to arrive as 0-byte files, and Dataverse sometimes answers with an HTML error page:
 `min_bytes` catches both. Each download writes `<file>.source.json` (URL, bytes, SHA-256) beside the file;
-a later run with the file present checks it against that record instead of downloading again.
+a later run with the file present checks it against that record (or the pinned SHA-256, where one is
+given) instead of downloading again. The record only guards against corruption: anyone who can place
+a file can write its record too, so a pickle is unpickled only if `check_pickle` allows it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import urllib.request
 from pathlib import Path
 
 from tagllm.atomic import atomic_path, write_json
+from tagllm.errors import UserError
 
 log = logging.getLogger("tagllm")
 USER_AGENT = "tagllm (https://github.com/tagllm/tagllm)"
@@ -32,6 +35,22 @@ def sha256_of(path: str | Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def check_pickle(path: str | Path, pinned: str | None, trust: bool,
+                 remedy: str = "rerun with --trust-pickle") -> None:
+    """Allow unpickling `path` only if its SHA-256 is the pinned one, or if the user vouches for the
+    file (`--trust-pickle`): unpickling runs code from the file. Raises UserError otherwise."""
+    actual = sha256_of(path)
+    if pinned and actual == pinned:
+        return
+    if trust:
+        log.warning("%s: unpickling a file whose SHA-256 %s is not pinned (--trust-pickle)", path,
+                    actual)
+        return
+    known = f"not the pinned {pinned}" if pinned else "and this version of tagllm pins none for it"
+    raise UserError(f"{path}: refusing to unpickle it: its SHA-256 is {actual}, {known}; "
+                     f"unpickling runs code from the file. If you trust this file, {remedy}.")
 
 
 def fetch(url: str, dest: str | Path, *, min_bytes: int = 1, sha256: str | None = None,

@@ -28,7 +28,7 @@ from tagllm.data.proteins import pyhmmer_proteome_path, read_fasta, valid_protei
 from tagllm.data.splits import random_split, subsample
 from tagllm.data.synthetic import ba_pairs, dc_pairs
 from tagllm.data.text import LANGUAGES, clean_text, django_parallel, read_flores, read_opus
-from tagllm.data.validation import Rejections, write_prepared
+from tagllm.data.validation import Rejections, read_parquet, refuse_dataset, write_prepared
 
 log = logging.getLogger("tagllm")
 
@@ -40,6 +40,9 @@ KIND_SOURCES = {
     "dc": ("synthetic", "tdc"),
     "ba": ("synthetic", "tdc"),
 }
+# Longest SMILES or protein in a TDC pair file; longer values are rejected before RDKit parses them,
+# which bounds time and memory (the paper preset's max_chars: 100000 for these datasets).
+MAX_PAIR_ITEM_CHARS = 100_000
 # Translation: trained on these pairs (both directions), evaluated on these directions (paper Table 1).
 TRAIN_PAIRS = (("en", "fr"), ("en", "ru"), ("de", "en"), ("en", "it"), ("el", "en"))
 EVAL_DIRECTIONS = {
@@ -82,6 +85,7 @@ class Settings:
     test_rows: int = 0  # translation: FLORES-101 sentences per direction (0: all 1012)
     molecules: list[str] = field(default_factory=list)  # synthetic pairs: prepared Parquet files
     proteins: list[str] = field(default_factory=list)
+    trust_pickle: bool = False  # tdc dc: unpickle a drugcomb.pkl whose SHA-256 is not pinned
 
 
 def prepare_dataset(kind: str, out_dir: str | Path, settings: Settings) -> dict:
@@ -103,7 +107,7 @@ def _binding_affinity_records(settings: Settings, column: str) -> tuple[str, lis
     path = Path(settings.path) / "all.parquet"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: jglaser/binding_affinity file missing (run the download)")
-    values = pd.read_parquet(path, columns=[column])[column]
+    values = read_parquet(path, columns=[column])[column]
     return str(path), [(i + 1, str(v), str(i + 1)) for i, v in enumerate(values)]
 
 
@@ -116,7 +120,7 @@ class _ItemSource:
     label: str  # key of tagllm.data.labels.LABELS
     embedded_source: str
     embedded_path: object  # () -> Path
-    read: object  # path -> records
+    read: object  # (path, rejections) -> records
     validate: object  # (records, source, max_chars, rejections) -> rows
 
 
@@ -136,10 +140,11 @@ def _labelled_items(kind: str):
             source, records = _binding_affinity_records(s, spec.jglaser_column)
         else:
             path = spec.embedded_path() if s.source == spec.embedded_source else Path(s.path)
-            source, records = str(path), list(spec.read(path))
+            source, records = str(path), list(spec.read(path, rejections))
+        # Rows the reader could not read (over-long, not UTF-8) are already rejected: count them in.
+        rows_in = len(records) + len(rejections.rows)
         kept = spec.validate(records, source, s.max_chars, rejections)
-        return _label_split_write(out, kept, spec.column, spec.label, s, rejections, len(records),
-                                  source)
+        return _label_split_write(out, kept, spec.column, spec.label, s, rejections, rows_in, source)
 
     return build
 
@@ -151,11 +156,21 @@ def _label_split_write(out: Path, kept: list[dict], column: str, label: str, s: 
     sampled = subsample(frame, s.max_rows, s.seed)
     labelled = attach_labels(sampled.to_dict("records"), column, label, s.workers, rejections, source)
     labelled_frame = pd.DataFrame(labelled, columns=["id", "source_row", column, "y"])
+    not_sampled = len(frame) - len(sampled)
+    extra = {"source": source, "label": label, "seed": s.seed, "test_fraction": s.test_fraction}
+    _refuse_unsplittable(out, labelled_frame, rejections, rows_in, not_sampled, extra)
     train, test = random_split(labelled_frame, s.test_fraction, s.seed)
     return write_prepared(out, {"train": train, "test": test}, rejections, rows_in=rows_in,
-                          not_sampled=len(frame) - len(sampled),
-                          extra={"source": source, "label": label, "seed": s.seed,
-                                 "test_fraction": s.test_fraction})
+                          not_sampled=not_sampled, extra=extra)
+
+
+def _refuse_unsplittable(out: Path, frame: pd.DataFrame, rejections: Rejections, rows_in: int,
+                         not_sampled: int, extra: dict) -> None:
+    """Refuse (with rejected.parquet and report.json written) a dataset too small to split."""
+    if len(frame) < 2:
+        refuse_dataset(out, rejections, rows_in, len(frame), not_sampled,
+                       "only 1 row kept, 2 are needed to split" if len(frame) else "no rows kept",
+                       extra)
 
 
 # --------------------------------------------------------------------------- text
@@ -190,8 +205,10 @@ def _text(out: Path, s: Settings) -> dict:
         texts, source = list(read_opus(path, s.lang, other)["src"]), str(path)
         frame = _valid_texts(texts, source, s, rejections, set())
         sampled = subsample(frame, s.max_rows, s.seed)
-        train, test = random_split(sampled, s.test_fraction, s.seed)
         rows_in, not_sampled = len(texts), len(frame) - len(sampled)
+        _refuse_unsplittable(out, sampled, rejections, rows_in, not_sampled,
+                             {"source": source, "lang": s.lang, "seed": s.seed})
+        train, test = random_split(sampled, s.test_fraction, s.seed)
     return write_prepared(out, {"train": train, "test": test}, rejections, rows_in=rows_in,
                           not_sampled=not_sampled,
                           extra={"source": source, "lang": s.lang, "seed": s.seed})
@@ -290,7 +307,7 @@ def _write_pairs(out: Path, splits: dict[str, pd.DataFrame], rejections: Rejecti
 def _read_prepared(paths: list[str], what: str) -> pd.DataFrame:
     if not paths:
         raise ValueError(f"synthetic pairs need prepared {what} (settings.{what})")
-    return pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+    return pd.concat([read_parquet(p) for p in paths], ignore_index=True)
 
 
 def _dc(out: Path, s: Settings) -> dict:
@@ -301,16 +318,16 @@ def _dc(out: Path, s: Settings) -> dict:
         return _write_pairs(out, {"train": train, "test": test}, rejections, len(pairs), 0,
                             {"source": "synthetic (see tagllm/data/synthetic.py)",
                              "seed": s.seed, "label": "dc_synthetic"})
-    path = Path(s.path) / "drugcomb.pkl"
-    raw = tdc.read_drugcomb(path, "CSS")
+    raw, path = tdc.load_drugcomb(s.path, "CSS", s.trust_pickle)
     frame = _valid_pair_rows(raw, {"Drug1": "smiles", "Drug2": "smiles"}, str(path), rejections)
+    extra = {"source": str(path), "label": "CSS", "seed": s.seed, "split": "combination"}
+    _refuse_unsplittable(out, frame, rejections, len(raw), 0, extra)
     train, valid, test = tdc.combination_split(frame, s.seed)
     columns = {"Drug1_ID": "drug1", "Drug1": "smiles1", "Drug2_ID": "drug2", "Drug2": "smiles2",
                "Cell_Line_ID": "cell_line", "Y": "y"}
     splits = {name: part.rename(columns=columns)[list(columns.values())]
               for name, part in (("train", train), ("valid", valid), ("test", test))}
-    return _write_pairs(out, splits, rejections, len(raw), 0,
-                        {"source": str(path), "label": "CSS", "seed": s.seed, "split": "combination"})
+    return _write_pairs(out, splits, rejections, len(raw), 0, extra)
 
 
 def _ba(out: Path, s: Settings) -> dict:
@@ -338,35 +355,46 @@ def _ba(out: Path, s: Settings) -> dict:
 
 def _valid_pair_rows(frame: pd.DataFrame, checks: dict[str, str], source: str,
                      rejections: Rejections) -> pd.DataFrame:
-    """Rows whose molecules parse, whose proteins use standard residues, and whose label is finite.
+    """Rows whose molecules parse, whose proteins use standard residues, and whose label is finite;
+    proteins normalised as FASTA input is (`normalise_protein`: upper case, no trailing stop).
 
     TDC files repeat the same drugs and targets across many rows, so each distinct value is
-    checked once."""
+    checked once; values longer than `MAX_PAIR_ITEM_CHARS` are rejected before RDKit sees them."""
     from rdkit import Chem
 
-    from tagllm.data.proteins import STANDARD_RESIDUES
+    from tagllm.data.proteins import STANDARD_RESIDUES, normalise_protein
 
-    def is_valid(kind: str, value: str) -> bool:
+    frame = frame.copy()
+    for column, kind in checks.items():
+        frame[column] = frame[column].astype(str)
+        if kind == "protein":
+            frame[column] = frame[column].map(normalise_protein)
+
+    def problem(kind: str, value: str) -> tuple[str, str] | None:
+        if len(value) > MAX_PAIR_ITEM_CHARS:
+            return "too_long", f"{len(value):,} > {MAX_PAIR_ITEM_CHARS:,} characters"
         if kind == "smiles":
-            return Chem.MolFromSmiles(value) is not None
-        return not set(value.upper()) - STANDARD_RESIDUES
+            return None if Chem.MolFromSmiles(value) is not None else \
+                ("invalid_smiles", "RDKit cannot parse it")
+        bad = "".join(sorted(set(value) - STANDARD_RESIDUES))
+        return ("nonstandard_residue", f"contains {bad}") if bad else None
 
-    valid = {column: {value: is_valid(kind, value) for value in frame[column].astype(str).unique()}
+    found = {column: {value: problem(kind, value) for value in frame[column].unique()}
              for column, kind in checks.items()}
-    reasons = {"smiles": "invalid_smiles", "protein": "nonstandard_residue"}
     labels = pd.to_numeric(frame["Y"], errors="coerce")
     keep = np.ones(len(frame), dtype=bool)
-    for position, (label, *values) in enumerate(zip(labels, *(frame[c].astype(str) for c in checks),
+    for position, (label, *values) in enumerate(zip(labels, *(frame[c] for c in checks),
                                                     strict=True)):
         if not np.isfinite(label):
             rejections.add(source, position + 1, "nan_label", "label is not a finite number",
                            frame["Y"].iloc[position])
             keep[position] = False
             continue
-        for (column, kind), value in zip(checks.items(), values, strict=True):
-            if not valid[column][value]:
-                shown = value if kind == "smiles" else value[:80]
-                rejections.add(source, position + 1, reasons[kind], column, shown)
+        for column, value in zip(checks, values, strict=True):
+            if found[column][value] is not None:
+                reason, detail = found[column][value]
+                shown = value if checks[column] == "smiles" else value[:80]
+                rejections.add(source, position + 1, reason, f"{column}: {detail}", shown)
                 keep[position] = False
                 break
     return frame[keep].reset_index(drop=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 from Bio import SeqIO
 
 from tagllm.data.validation import Rejections
+from tagllm.errors import UserError
 
 STANDARD_RESIDUES = frozenset("ACDEFGHIKLMNPQRSTVWY")
 PROTEOME = "938293.PRJEB85.HG003687.faa"
@@ -30,26 +31,47 @@ def pyhmmer_proteome_path() -> Path:
     return path
 
 
-def read_fasta(path: str | Path) -> Iterator[tuple[int, str, str]]:
-    """Yield (record number, sequence, identifier) from a FASTA file."""
+def read_fasta(path: str | Path, rejections: Rejections | None = None
+               ) -> Iterator[tuple[int, str, str]]:
+    """Yield (record number, sequence, identifier) from a FASTA file.
+
+    A FASTA record may span many lines, so unreadable bytes are an error naming the file rather
+    than a rejected row (`rejections` is accepted for a reader signature shared with `read_smi`)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: FASTA file not found")
-    for row, record in enumerate(SeqIO.parse(str(path), "fasta"), start=1):
-        yield row, str(record.seq), record.id
+    row = 0
+    try:
+        with path.open(encoding="utf-8") as handle:
+            for row, record in enumerate(SeqIO.parse(handle, "fasta"), start=1):
+                yield row, str(record.seq), record.id
+    except UnicodeDecodeError as error:
+        where = f" after record {row}" if row else ""
+        raise UserError(f"{path}: not a UTF-8 text file (byte 0x{error.object[error.start]:02x}"
+                         f"{where} is not UTF-8); is it FASTA?") from error
+    except ValueError as error:  # Biopython's own: text before the first '>' header, ...
+        detail = f"after record {row}: {str(error).splitlines()[0]}" if row else \
+            "text before the first '>' header line"
+        raise UserError(f"{path}: not a FASTA file ({detail})") from error
+
+
+def normalise_protein(raw: object) -> str:
+    """A sequence as validated and stored: surrounding whitespace removed, upper case, and a single
+    trailing `*` (a stop codon in translated proteomes) dropped. FASTA and TDC inputs alike."""
+    return str(raw).strip().upper().removesuffix("*")
 
 
 def valid_proteins(records: Iterable[tuple[int, str, str]], source: str, max_chars: int,
                    rejections: Rejections) -> list[dict]:
     """Upper-cased, de-duplicated sequences of the 20 standard residues (labels: `labels.py`).
 
-    A single trailing `*` (a stop codon in translated proteomes) is removed; any other non-standard
-    character (X, B, Z, U, O, *, digits) rejects the sequence.
+    Sequences are normalised by `normalise_protein`; any other non-standard character (X, B, Z, U,
+    O, *, digits) rejects the sequence.
     """
     kept: list[dict] = []
     seen: dict[str, int] = {}
     for row, raw, identifier in records:
-        sequence = str(raw).strip().upper().removesuffix("*")
+        sequence = normalise_protein(raw)
         if not sequence:
             rejections.add(source, row, "empty", "no residues", raw)
             continue

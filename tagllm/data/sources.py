@@ -6,7 +6,12 @@
 | `flores101` | FLORES-101 dev/devtest (official tarball) | `devtest/<code>.devtest` |
 | `binding_affinity` | jglaser/binding_affinity `data/all.parquet` | `all.parquet` |
 | `tdc_bindingdb_patent` | TDC BindingDB_Patent (DTI-DG group), raw CSV | `bindingdb_patent.csv` |
-| `tdc_drugcomb` | TDC DrugComb (DrugCombo group), raw pickle | `drugcomb.pkl` |
+| `tdc_drugcomb` | TDC DrugComb (DrugCombo group): pickle, as Parquet | `drugcomb.pkl`, `drugcomb.parquet` |
+
+TDC ships DrugComb as a pandas pickle, and unpickling runs code from the file. The download that
+fetches it converts it to `drugcomb.parquet` at once, so prepare steps never unpickle; a pickle it
+did not fetch itself (placed by hand, or kept from an earlier run) is unpickled only if its SHA-256
+is the one pinned in `SHA256_PINS` or the user passes `--trust-pickle` (`download.check_pickle`).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import tarfile
 from pathlib import Path
 
 from tagllm.atomic import atomic_path, write_parquet
-from tagllm.data.download import DownloadError, fetch
+from tagllm.data.download import DownloadError, check_pickle, fetch
 
 HF = "https://huggingface.co/datasets"
 DATAVERSE = "https://dataverse.harvard.edu/api/access/datafile"
@@ -27,6 +32,11 @@ OPUS_PAIRS = ("ca-en", "de-en", "el-en", "en-es", "en-fr", "en-it", "en-pt", "en
 # TDC's Dataverse file ids (tdc/metadata.py: name2id).
 TDC_FILES = {"tdc_bindingdb_patent": (4724851, "bindingdb_patent.csv", 10_000_000),
              "tdc_drugcomb": (4215720, "drugcomb.pkl", 10_000_000)}
+# SHA-256 of each TDC file, checked on download and before a hand-placed pickle is unpickled.
+# None: not pinned yet, because no machine with network has fetched the file for this repository;
+# to pin one, download it where there is network, compare it with TDC's copy, and copy the `sha256`
+# recorded in resources/downloads/<source>/<file>.source.json here (tests pin a fixture pickle).
+SHA256_PINS: dict[str, str | None] = {"tdc_bindingdb_patent": None, "tdc_drugcomb": None}
 SOURCES = ("flores101", "binding_affinity", *TDC_FILES, *(f"opus100_{p}" for p in OPUS_PAIRS))
 
 
@@ -38,13 +48,17 @@ def source_files(source: str) -> list[str]:
         return [f"devtest/{code}.devtest" for code in FLORES_CODES.values()]
     if source == "binding_affinity":
         return ["all.parquet"]
+    if source == "tdc_drugcomb":
+        return [TDC_FILES[source][1], "drugcomb.parquet"]
     if source in TDC_FILES:
         return [TDC_FILES[source][1]]
     raise KeyError(f"unknown source {source!r}; known: {sorted(SOURCES)}")
 
 
-def download_source(source: str, out_dir: str | Path, retries: int = 3) -> list[Path]:
-    """Fetch one source into `out_dir`; returns the files written."""
+def download_source(source: str, out_dir: str | Path, retries: int = 3,
+                    trust_pickle: bool = False) -> list[Path]:
+    """Fetch one source into `out_dir`; returns the files written. `trust_pickle`: convert a
+    DrugComb pickle found in place even if its SHA-256 is not the pinned one."""
     out_dir = Path(out_dir)
     if source.startswith("opus100_"):
         pair = source.removeprefix("opus100_")
@@ -60,10 +74,34 @@ def download_source(source: str, out_dir: str | Path, retries: int = 3) -> list[
               out_dir / "all.parquet", min_bytes=1_000_000, retries=retries)
     elif source in TDC_FILES:
         file_id, name, min_bytes = TDC_FILES[source]
-        fetch(f"{DATAVERSE}/{file_id}", out_dir / name, min_bytes=min_bytes, retries=retries)
+        fetched_now = not (out_dir / name).is_file()
+        fetch(f"{DATAVERSE}/{file_id}", out_dir / name, min_bytes=min_bytes,
+              sha256=SHA256_PINS[source], retries=retries)
+        if source == "tdc_drugcomb":
+            drugcomb_to_parquet(out_dir / name, fetched_now, trust_pickle)
     else:
         raise KeyError(f"unknown source {source!r}; known: {sorted(SOURCES)}")
     return [out_dir / name for name in source_files(source)]
+
+
+def drugcomb_to_parquet(pickle_path: Path, fetched_now: bool, trust_pickle: bool) -> Path:
+    """Write the columns tagllm reads from TDC's DrugComb pickle to `drugcomb.parquet` beside it.
+
+    A pickle this process has just fetched is converted as trusted as its source; any other one
+    must pass `check_pickle` (pinned SHA-256 or `--trust-pickle`). An up-to-date Parquet file is
+    kept as it is."""
+    import pandas as pd
+
+    from tagllm.data.tdc import drugcomb_columns
+
+    target = pickle_path.with_suffix(".parquet")
+    if not fetched_now and target.is_file() and \
+            target.stat().st_mtime >= pickle_path.stat().st_mtime:
+        return target
+    if not fetched_now:
+        check_pickle(pickle_path, SHA256_PINS["tdc_drugcomb"], trust_pickle)
+    write_parquet(target, drugcomb_columns(pd.read_pickle(pickle_path), pickle_path))
+    return target
 
 
 def extract_flores(tarball: str | Path, out_dir: str | Path) -> None:

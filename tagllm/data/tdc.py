@@ -18,6 +18,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tagllm.data.validation import read_parquet
+from tagllm.errors import UserError
+
 TRAIN_YEARS = tuple(range(2013, 2019))
 TEST_YEARS = (2019, 2020, 2021)
 RAW_DTI_COLUMNS = {"ID1": "Drug_ID", "X1": "Drug", "ID2": "Target_ID", "X2": "Target"}
@@ -29,9 +32,14 @@ def read_bindingdb_patent(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: BindingDB_Patent file not found (run the download rule)")
-    with path.open(encoding="utf-8") as handle:
-        header = handle.readline()
-    frame = pd.read_csv(path, sep="\t" if "\t" in header else ",")
+    try:
+        with path.open(encoding="utf-8") as handle:
+            header = handle.readline(1 << 16)
+        frame = pd.read_csv(path, sep="\t" if "\t" in header else ",", encoding="utf-8")
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UserError(f"{path}: not a readable CSV file ({first}); is it TDC's "
+                        "BindingDB_Patent?") from error
     frame = frame.rename(columns=RAW_DTI_COLUMNS)
     required = ["Drug_ID", "Drug", "Target_ID", "Target", "Y", "Year"]
     missing = [c for c in required if c not in frame.columns]
@@ -59,23 +67,57 @@ def year_split(frame: pd.DataFrame, seed: int, holdout_fraction: float = 0.2
     return train, valid, test, outside
 
 
-def read_drugcomb(path: str | Path, label: str = "CSS") -> pd.DataFrame:
-    """Drug1_ID, Drug1, Drug2_ID, Drug2, Cell_Line_ID, Y (= `label`) from TDC's DrugComb pickle.
+DRUGCOMB_COLUMNS = ("Drug1_ID", "Drug1", "Drug2_ID", "Drug2", "Cell_Line_ID")
 
-    TDC ships this file as a pandas pickle; unpickling runs code from the file, so only read a file
-    fetched by the download rule (its SHA-256 is recorded beside it) or one you trust.
-    """
+
+def drugcomb_columns(frame: pd.DataFrame, path: str | Path) -> pd.DataFrame:
+    """The DrugComb columns tagllm reads (ids, SMILES, cell line, labels), ids and SMILES as text
+    so that they store as Parquet whatever types the pickle held."""
+    missing = [c for c in DRUGCOMB_COLUMNS if c not in frame.columns]
+    if missing:
+        raise UserError(f"{path}: missing column(s) {missing}; has {list(frame.columns)}")
+    kept = frame[[c for c in (*DRUGCOMB_COLUMNS, *DRUGCOMB_LABELS) if c in frame.columns]].copy()
+    for column in DRUGCOMB_COLUMNS:
+        if kept[column].dtype == object:
+            kept[column] = kept[column].astype(str)
+    return kept
+
+
+def read_drugcomb(path: str | Path, label: str = "CSS") -> pd.DataFrame:
+    """Drug1_ID, Drug1, Drug2_ID, Drug2, Cell_Line_ID, Y (= `label`) from TDC's DrugComb file:
+    `drugcomb.parquet` (written by the download) or the raw pickle.
+
+    Unpickling runs code from the file and this function does not check it: prepare steps call
+    `load_drugcomb`, which does."""
     path = Path(path)
     if label not in DRUGCOMB_LABELS:
         raise ValueError(f"DrugComb label must be one of {DRUGCOMB_LABELS}, not {label!r}")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: DrugComb file not found (run the download rule)")
-    frame = pd.read_pickle(path) if path.suffix == ".pkl" else pd.read_parquet(path)
+    frame = pd.read_pickle(path) if path.suffix == ".pkl" else read_parquet(path)
     required = ["Drug1_ID", "Drug1", "Drug2_ID", "Drug2", "Cell_Line_ID", label]
     missing = [c for c in required if c not in frame.columns]
     if missing:
         raise ValueError(f"{path}: missing column(s) {missing}; has {list(frame.columns)}")
     return frame[required].rename(columns={label: "Y"})
+
+
+def load_drugcomb(folder: str | Path, label: str, trust_pickle: bool) -> tuple[pd.DataFrame, Path]:
+    """DrugComb from a downloads folder, and the file read: `drugcomb.parquet` if the download
+    wrote it, else `drugcomb.pkl` if its SHA-256 is pinned (or `trust_pickle`)."""
+    from tagllm.data.download import check_pickle
+    from tagllm.data.sources import SHA256_PINS
+
+    folder = Path(folder)
+    if (folder / "drugcomb.parquet").is_file():
+        path = folder / "drugcomb.parquet"
+    else:
+        path = folder / "drugcomb.pkl"
+        if path.is_file():
+            check_pickle(path, SHA256_PINS["tdc_drugcomb"], trust_pickle,
+                         "rerun with --trust-pickle, or convert it to Parquet once with `python -m "
+                         f"tagllm download --source tdc_drugcomb --out-dir {folder} --trust-pickle`")
+    return read_drugcomb(path, label), path
 
 
 def combination_split(frame: pd.DataFrame, seed: int, fractions=(0.8, 0.0, 0.2)

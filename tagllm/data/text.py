@@ -14,6 +14,8 @@ from pathlib import Path
 import pandas as pd
 
 from tagllm.data.sources import FLORES_CODES
+from tagllm.data.validation import read_parquet
+from tagllm.errors import UserError
 
 LANGUAGES = ("en", "fr", "ru", "de", "it", "el", "es", "pt")
 
@@ -57,7 +59,7 @@ def django_parallel(languages: tuple[str, ...]) -> tuple[pd.DataFrame, int]:
 
 def read_opus(path: str | Path, source_lang: str, target_lang: str) -> pd.DataFrame:
     """OPUS-100 Parquet (one `translation` struct column keyed by language) -> columns src, tgt."""
-    frame = pd.read_parquet(path)
+    frame = read_parquet(path)
     if "translation" not in frame.columns:
         raise ValueError(f"{path}: no 'translation' column (not an OPUS-100 file?)")
     pairs = frame["translation"]
@@ -73,7 +75,11 @@ def read_flores(devtest_dir: str | Path, lang: str) -> list[str]:
     path = Path(devtest_dir) / f"{FLORES_CODES[lang]}.devtest"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: FLORES-101 devtest file missing (run the download rule)")
-    return path.read_text(encoding="utf-8").splitlines()
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as error:
+        raise UserError(f"{path}: not UTF-8 text (byte 0x{error.object[error.start]:02x} at offset "
+                        f"{error.start}); is it a FLORES-101 devtest file?") from error
 
 
 def clean_text(value: object) -> str | None:
