@@ -26,8 +26,27 @@ from tagllm.tags import TAGS_META, TagTable
 from tagllm.tasks import LANGUAGE_NAMES, Task, get_task
 from tagllm.train import Base, encode_examples, read_run_spec, read_table
 
-# Direct prompting of translation: the base model told the languages in words, no tags.
+# Direct prompting of translation: the base model told the languages in words, no tags; an
+# instruct model in the chat format it was tuned on (the paper's Input/Output lines left SmolLM2
+# silent on 91% of the rows: a line break, then its end-of-turn token).
 DIRECT_TRANSLATION = "Translate from {src_name} to {tgt_name}.\n# # Input: {src} \n# # Output:"
+DIRECT_INSTRUCTION = "Translate from {src_name} to {tgt_name}: {src}"
+
+
+def direct_translation_template(tokenizer, src_lang: str, tgt_lang: str) -> str:
+    """The template (with a `{src}` field) that asks the untrained model for a translation: its chat
+    format when the tokenizer has one, else the paper's Input/Output lines with an instruction."""
+    names = {"src_name": LANGUAGE_NAMES[src_lang], "tgt_name": LANGUAGE_NAMES[tgt_lang],
+             "src": "{src}"}
+    if not getattr(tokenizer, "chat_template", None):
+        return DIRECT_TRANSLATION.format(**names)
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": DIRECT_INSTRUCTION.format(**names)}], tokenize=False,
+        add_generation_prompt=True)
+    bos = tokenizer.bos_token or ""
+    # The prompt encoder adds BOS itself where the tokenizer does.
+    return text[len(bos):] if bos and text.startswith(bos) and \
+        tokenizer("", add_special_tokens=True).input_ids else text
 LABEL_TOKENS = 12  # decoded label: "-12.34" and an end token fit easily
 
 
@@ -168,9 +187,8 @@ def _evaluate(base: Base, store: PrefixStore, run_dir: str | Path | None, spec: 
     run = name or task_name
     if task.kind == "generation":
         if method.name == "direct_prompting":
-            texts = [DIRECT_TRANSLATION.format(src_name=LANGUAGE_NAMES[r["src_lang"]],
-                                               tgt_name=LANGUAGE_NAMES[r["tgt_lang"]],
-                                               src="{src}") for r in rows]
+            texts = [direct_translation_template(base.tokenizer, r["src_lang"], r["tgt_lang"])
+                     for r in rows]
             encoder = base.encoder(predictor.tags, task.char_fields)
             examples = [encoder.encode(t, r) for t, r in zip(texts, rows, strict=True)]
         else:

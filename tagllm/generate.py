@@ -19,30 +19,32 @@ from tagllm.forward import decoder
 
 def stop_token_ids(tokenizer, stop_at_newline: bool) -> tuple[set[int], set[int]]:
     """(stops, blanks): EOS, plus every vocabulary entry that contains a line break when
-    `stop_at_newline`; and the entries that are only white space. A model asked for an answer
-    after "Output:" often starts it on the next line: a blank stop before any text is part of the
-    answer's lead-in (stripped from the text), not its end."""
+    `stop_at_newline`; and the entries with no visible text (white space, special tokens). A model asked for
+    an answer after "Output:" often starts with a line break (and then, after a few training
+    steps, its end token): an answer must start with visible text (see `greedy_decode`)."""
     stops = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
     blanks = set()
-    if stop_at_newline:
-        for token_id in tokenizer.get_vocab().values():
-            text = tokenizer.decode([token_id])
-            if "\n" in text:
-                stops.add(token_id)
-                if not text.strip():
-                    blanks.add(token_id)
+    for token_id in tokenizer.get_vocab().values():
+        text = tokenizer.decode([token_id])
+        if stop_at_newline and "\n" in text:
+            stops.add(token_id)
+        if text and not text.strip():
+            blanks.add(token_id)
+    blanks |= set(tokenizer.all_special_ids)  # dropped when the answer is decoded
     return stops, blanks
 
 
 @torch.no_grad()
 def greedy_decode(model: PreTrainedModel, embeds: torch.Tensor, batch: Batch,
                   max_new_tokens: int, stop_ids: set[int], pad_id: int,
-                  leading_ids: set[int] = frozenset()) -> list[list[int]]:
+                  blank_ids: set[int] = frozenset()) -> list[list[int]]:
     """Greedy continuation of each (left-padded) prompt in `batch`, whose input embeddings are
     `embeds` (B, T, d) (tags already spliced; extra leading positions allowed when `embeds` is longer
     than the batch, e.g. prompt-tuning tokens, which then count in `batch.attention_mask`'s place).
-    Returns the new token ids per example, without the stop token. A stop in `leading_ids` (blank
-    lines) ends an example only after it has produced another token."""
+    Returns the new token ids per example, without the stop token. With `blank_ids`, an answer
+    starts with visible text: the first token is chosen among those that are neither a stop nor
+    blank (so an answer is never empty, as HF's `min_new_tokens` keeps EOS out; white space in
+    front of it would be stripped anyway)."""
     body = decoder(model)
     head = model.get_output_embeddings()
     token_embedding = model.get_input_embeddings()
@@ -58,16 +60,15 @@ def greedy_decode(model: PreTrainedModel, embeds: torch.Tensor, batch: Batch,
     generated: list[list[int]] = [[] for _ in range(n)]
     done = torch.zeros(n, dtype=torch.bool, device=device)
     stops = torch.tensor(sorted(stop_ids), dtype=torch.long, device=device)
-    leading = torch.tensor(sorted(leading_ids), dtype=torch.long, device=device)
-    started = torch.zeros(n, dtype=torch.bool, device=device)  # produced a non-leading token
+    # Never the first token: a stop (an empty answer) or a blank (the start of one).
+    held = torch.tensor(sorted(set(stop_ids) | set(blank_ids)), dtype=torch.long, device=device)
     next_position = positions[:, -1:] + 1
-    for _ in range(max_new_tokens):
-        tokens = head(last).argmax(dim=-1)  # (B,)
+    for step in range(max_new_tokens):
+        logits = head(last)
+        if step == 0 and len(blank_ids):
+            logits[:, held] = -torch.inf
+        tokens = logits.argmax(dim=-1)  # (B,)
         finished_now = torch.isin(tokens, stops) if len(stops) else torch.zeros_like(done)
-        if len(leading):
-            is_leading = torch.isin(tokens, leading)
-            finished_now &= started | ~is_leading
-            started |= ~is_leading
         for row in (~done & ~finished_now).nonzero().flatten().tolist():
             generated[row].append(int(tokens[row]))
         done |= finished_now

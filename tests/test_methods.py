@@ -186,26 +186,23 @@ def test_batched_greedy_decoding_equals_one_at_a_time(tiny_base):
     assert all(len(ids) == 6 for ids in together)
 
 
-def test_a_blank_line_before_any_text_does_not_end_the_answer(tiny_base):
+def test_an_answer_starts_with_visible_text(tiny_base):
     tokenizer = tiny_base.tokenizer
     encoder = tiny_base.encoder(TagTable(tiny_base.info), frozenset())
     batch = collate([encoder.encode("# # Input: {x}", {"x": "ab"})], tokenizer.pad_token_id, "left")
     embeds = tiny_base.model.get_input_embeddings()(batch.input_ids)
     free = greedy_decode(tiny_base.model, embeds, batch, 6, set(), tokenizer.pad_token_id)[0]
-    first = free[0]  # what the model says first stands in for a line break
-    expected, started = [], False  # lead-ins, then the answer up to that token's next use
-    for token in free:
-        if token == first and started:
-            break
-        started |= token != first
-        expected.append(token)
+    first = free[0]  # what the model says first stands in for a line break (a blank stop)
     assert greedy_decode(tiny_base.model, embeds, batch, 6, {first}, tokenizer.pad_token_id) == [[]]
-    lead_in = greedy_decode(tiny_base.model, embeds, batch, 6, {first}, tokenizer.pad_token_id,
-                            leading_ids={first})[0]
-    assert lead_in == expected
-    # A real tokenizer's blank line-break entries are the leading ones.
+    answer = greedy_decode(tiny_base.model, embeds, batch, 6, {first}, tokenizer.pad_token_id,
+                           blank_ids={first})[0]
+    # Another token first, then the answer runs until the stop comes up again.
+    assert answer and first not in answer
+    # A real tokenizer's blanks: white space and special tokens, every line break a stop.
     stops, blanks = stop_token_ids(tokenizer, stop_at_newline=True)
-    assert blanks <= stops and all(not tokenizer.decode([t]).strip() for t in blanks)
+    assert set(tokenizer.all_special_ids) <= blanks
+    assert all(not tokenizer.decode([t], skip_special_tokens=True).strip() for t in blanks)
+    assert all("\n" in tokenizer.decode([t]) for t in stops - {tokenizer.eos_token_id})
 
 
 def test_decoded_numbers_fall_back_and_are_clipped():
@@ -320,3 +317,33 @@ def test_seeds_trained_in_one_process_equal_each_seed_alone(smiles_tag, tiny_mod
     a, b = (load_file(str(f / "tags.safetensors"))["QED"] for f in together)
     assert not torch.allclose(a, b)  # another batch order: another run
     assert main([*common, "--run-seeds", "0", "--out-dir", "a", "b"]) == 2  # one seed per folder
+
+
+class _ChatTokenizer:
+    """Just enough of a tokenizer: a chat format, and BOS added (or not) on encoding."""
+
+    bos_token = "<s>"
+
+    def __init__(self, chat: bool, adds_bos: bool) -> None:
+        self.chat_template = "{{ messages }}" if chat else None
+        self.adds_bos = adds_bos
+
+    def apply_chat_template(self, messages, tokenize, add_generation_prompt):
+        assert not tokenize and add_generation_prompt
+        return f"<s>[user] {messages[0]['content']} [assistant]"
+
+    def __call__(self, text, add_special_tokens):
+        return type("Encoding", (), {"input_ids": [1] if self.adds_bos else []})
+
+
+def test_direct_translation_asks_an_instruct_model_in_its_chat_format():
+    from tagllm.evaluate import DIRECT_TRANSLATION, direct_translation_template
+
+    chat = direct_translation_template(_ChatTokenizer(True, adds_bos=False), "en", "fr")
+    assert chat == "<s>[user] Translate from English to French: {src} [assistant]"
+    # Where the encoder adds BOS itself, the template's own is dropped (no BOS twice).
+    assert direct_translation_template(_ChatTokenizer(True, adds_bos=True), "en", "fr") == \
+        "[user] Translate from English to French: {src} [assistant]"
+    plain = direct_translation_template(_ChatTokenizer(False, adds_bos=True), "es", "pt")
+    assert plain == DIRECT_TRANSLATION.format(src_name="Spanish", tgt_name="Portuguese",
+                                              src="{src}")
