@@ -1,10 +1,11 @@
 """Figures from saved files: predicted-vs-true scatters, the headline comparison with its spread
-over seeds, the tag-length curve and the ablation bars (paper Figure 3), and training loss curves.
-No model is loaded."""
+over seeds, the tag-length curve and the ablation bars (paper Figure 3), and training loss curves
+(one panel per task). No model is loaded."""
 
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -129,19 +130,45 @@ def _ablation(frame, run, metric, tag_length, setting, out_png) -> None:
 
 
 def _loss_curves(runs: list[dict], setting: str, out_png) -> None:
-    figure, axis = plt.subplots(figsize=(6, 4))
+    """One panel per task (stage-1 tags: per tag), one line per method and seed: the running mean
+    of the training loss over about 5% of the run's steps, drawn over the raw values (faint)."""
+    panels: dict[str, list[tuple[str, int | None, list[dict]]]] = {}
     for run in runs:
-        curve = run.get("loss_curve") or []
-        if curve:
-            name = f"{run.get('method', 'stage1')}/{run.get('task', run.get('tag', '?'))}"
-            axis.plot([c["step"] for c in curve], [c["loss"] for c in curve], label=name,
-                      linewidth=1)
-    axis.set_xlabel("optimiser step")
-    axis.set_ylabel("training loss")
-    axis.set_yscale("log")
-    axis.set_title(f"Training loss ({setting})", fontsize=8)
-    if axis.lines:
-        axis.legend(fontsize=5, ncol=2)
-    figure.tight_layout()
+        if run.get("loss_curve"):
+            task = run.get("task") or f"stage 1 <{run.get('tag', '?')}>"
+            seed = (run.get("config") or {}).get("seed")
+            panels.setdefault(task, []).append((run.get("method", "tag"), seed, run["loss_curve"]))
+    names = sorted(panels) or ["no training loss recorded"]
+    figure, axes = plt.subplots(len(names), 1, figsize=(8, 1.2 + 2.3 * len(names)), squeeze=False,
+                                layout="constrained")
+    for axis, task in zip(axes[:, 0], names, strict=True):
+        lines = sorted(panels.get(task, []), key=lambda line: (line[0], line[1] or 0))
+        seeded = {m for m in {line[0] for line in lines}
+                  if sum(line[0] == m for line in lines) > 1}  # methods with several seeds here
+        colours = plt.get_cmap("tab10" if len(lines) <= 10 else "tab20")
+        positive = True
+        for i, (method, seed, curve) in enumerate(lines):
+            steps = [point["step"] for point in curve]
+            loss = pd.Series([point["loss"] for point in curve], dtype=float)
+            positive = positive and bool((loss > 0).all())
+            window = max(1, round(len(loss) / 20))
+            colour = colours(i % colours.N)
+            axis.plot(steps, loss, color=colour, linewidth=0.6, alpha=0.25)
+            axis.plot(steps, loss.rolling(window, min_periods=1).mean(), color=colour,
+                      linewidth=1.4, label=f"{method} seed {seed}" if method in seeded else method)
+        if positive and lines:
+            axis.set_yscale("log")
+        axis.set_title(task, fontsize=9, loc="left")
+        axis.set_ylabel("training loss", fontsize=8)
+        axis.tick_params(labelsize=7)
+        if lines:
+            axis.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
+                        ncol=1 if len(lines) <= 12 else 2)
+        else:
+            axis.set_axis_off()
+    axes[-1, 0].set_xlabel("optimiser step", fontsize=8)
+    title = ("Training loss per task: running mean over about 5% of each run's steps, raw values "
+             f"faint ({setting})")
+    figure.suptitle(textwrap.fill(title, 120), fontsize=8)
     save_figure(out_png, figure, dpi=120)
     plt.close(figure)

@@ -1,13 +1,20 @@
 # Config validation, wildcard constraints and input functions. Logic lives in tagllm/.
+import sys
 from pathlib import Path
 
 from snakemake.utils import validate
 
 from tagllm.cli import dataset_cli_flags, to_cli_flags
+from tagllm.config_check import config_problems
 from tagllm.data.prepare import required_downloads
 from tagllm.methods import get_method
 from tagllm.tasks import get_task
 
+# Each config problem as one line naming its key, before the DAG is built (validate() below fills
+# in the schema's defaults).
+SCHEMA = f"{workflow.basedir}/workflow/schemas/config.schema.yaml"
+if problems := config_problems(config, SCHEMA):
+    sys.exit("\n".join(problems))
 # A dataset or run set to null in an overlay (e.g. the embedded synthetic sets in
 # presets/paper.yaml) is switched off.
 for section in ("data", "stage2", "stage3"):
@@ -41,10 +48,6 @@ HEADLINE_RUNS = HEADLINE.get("runs", [])
 # Seeds beyond `seeds` that Tag-LLM trains with on the headline runs (stage 2-3 only: they read
 # the stage-1 tags of the first seed).
 EXTRA_SEEDS = [s for s in HEADLINE.get("seeds", []) if s not in SEEDS]
-if set(HEADLINE_RUNS) - set(RUNS):
-    raise ValueError(
-        f"headline.runs: {sorted(set(HEADLINE_RUNS) - set(RUNS))} are not runs of stage2/stage3"
-    )
 
 
 def job_seeds(method, run):

@@ -1,0 +1,293 @@
+"""Check a workflow config before the DAG is built: each problem is one line that names its key.
+
+`config_problems` runs the JSON schema, refuses non-finite numbers (`.nan`, `.inf`), and checks
+the names that tie the sections together: the datasets that runs, stage-1 tags and synthetic
+inputs name (a dataset set to null in an overlay is switched off), the stage-1 tags that the runs'
+tasks need, and the runs that headline, baselines and ablations name. Without it these surface as
+a schema dump or as a Snakemake MissingInputException. The imports are light (yaml, jsonschema
+and the task and method registries) because the Snakefile runs this before any rule exists.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import yaml
+from jsonschema import Draft202012Validator, ValidationError
+from jsonschema.exceptions import best_match
+
+from tagllm.methods import METHODS, SWEEP_PATTERN
+from tagllm.tasks import TASK_ALIASES, TASKS
+
+# Columns of a prepared dataset by kind (the table in tagllm/data/prepare.py).
+KIND_COLUMNS = {
+    "qed": ("id", "source_row", "smiles", "y"),
+    "descriptor": ("id", "source_row", "sequence", "y"),
+    "text": ("id", "text"),
+    "translation": ("src_lang", "tgt_lang", "src", "tgt", "setting"),
+    "dc": ("drug1", "smiles1", "drug2", "smiles2", "y"),
+    "ba": ("protein_id", "sequence", "drug", "smiles", "y"),
+}
+# The dataset kind each task trains and tests on.
+TASK_DATA_KINDS = {"descriptor": "descriptor", "qed": "qed", "dc": "dc", "ba": "ba",
+                   "translate": "translation"}
+# The dataset kind each role of a synthetic dataset's `inputs:` is built from.
+INPUT_KINDS = {"molecules": "qed", "proteins": "descriptor"}
+_YAML_SPELLING = {math.inf: ".inf", -math.inf: "-.inf"}
+
+
+def config_problems(config: Mapping, schema: str | Path | Mapping) -> list[str]:
+    """Every problem of `config` (as loaded, null entries included), one line each; [] if none.
+
+    The cross-references are checked only once the schema passes: they read its structure.
+    """
+    if not isinstance(schema, Mapping):
+        schema = yaml.safe_load(Path(schema).read_text())
+    problems = _non_finite(config, ())
+    flagged = {line.split(":")[0] for line in problems}
+    validator = Draft202012Validator(schema)
+    for error in sorted(validator.iter_errors(config), key=lambda e: _key(e.absolute_path)):
+        for leaf in _leaves(error):
+            line = _describe(leaf, schema)
+            if line.split(":")[0] not in flagged and line not in problems:
+                problems.append(line)
+    return problems or _reference_problems(config)
+
+
+def _non_finite(value, path: tuple) -> list[str]:
+    if isinstance(value, Mapping):
+        return [line for key, item in value.items() for line in _non_finite(item, (*path, key))]
+    if isinstance(value, list):
+        return [line for i, item in enumerate(value) for line in _non_finite(item, (*path, i))]
+    if isinstance(value, float) and not math.isfinite(value):
+        spelled = _YAML_SPELLING.get(value, ".nan")
+        return [f"{_where(path)}: {spelled} is not a finite number"]
+    return []
+
+
+def _leaves(error: ValidationError) -> list[ValidationError]:
+    """The errors worth showing under `error`: for oneOf/anyOf, those of the branches whose type
+    fits the value (a mapping is not meant to be null), not the whole block."""
+    if not error.context:
+        return [error]
+    branches: dict[int, list[ValidationError]] = {}
+    for sub in error.context:
+        branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+    fitting = [subs for subs in branches.values()
+               if not any(s.validator == "type" and s.absolute_path == error.absolute_path
+                          for s in subs)]
+    if len(fitting) > 1:
+        return [best_match(error.context)]
+    if not fitting:  # described as "expected <the branches' types>"
+        return [error]
+    return [leaf for sub in fitting[0] for leaf in _leaves(sub)]
+
+
+def _describe(error: ValidationError, schema: Mapping) -> str:
+    """One line for a schema error: `config <key path>: <what is wrong>`."""
+    where = _where(error.absolute_path)
+    value = error.instance
+    kind = error.validator
+    if kind == "additionalProperties":
+        known = list(error.schema.get("properties", {}))
+        unknown = [k for k in value if k not in known]
+        return f"{where}: {', '.join(_unknown(k, known) for k in unknown)}"
+    if "propertyNames" in error.absolute_schema_path:
+        if kind == "enum":
+            return f"{where}: {_unknown(value, error.validator_value)}; known: " \
+                   f"{', '.join(map(str, error.validator_value))}"
+        return f"{where}: name {value!r} must match {error.validator_value}"
+    if kind == "required":
+        missing = [k for k in error.validator_value if k not in value]
+        return f"{where}: missing key{'s' * (len(missing) > 1)} {', '.join(map(repr, missing))}" \
+               f"{_condition(error, schema)}"
+    if kind == "enum":
+        choices = ", ".join(map(str, error.validator_value))
+        return f"{where}: {value!r} is not one of {choices}{_suggest(value, error.validator_value)}" \
+               f"{_condition(error, schema)}"
+    if kind == "type":
+        return f"{where}: expected {_types(error.validator_value)}, got {_shown(value)}" \
+               f"{_number_hint(value, error.validator_value)}"
+    if kind == "oneOf":  # no branch's type fits
+        types = [b.get("type", "object") for b in error.validator_value if isinstance(b, Mapping)]
+        return f"{where}: expected {_types(types)}, got {_shown(value)}"
+    message = error.message if not isinstance(value, (Mapping, list)) else \
+        error.message.replace(repr(value), _shown(value))
+    return f"{where}: {message}"
+
+
+def _reference_problems(config: Mapping) -> list[str]:
+    """Names that must point at a dataset, a stage-1 tag, a run or a method."""
+    problems: list[str] = []
+    data = config.get("data") or {}
+    datasets = {name: entry for name, entry in data.items() if entry is not None}
+
+    def dataset(path: tuple, name: str, kind: str | None = None, why: str = "",
+                note: str = "") -> dict | None:
+        if name in data and data[name] is None:
+            problems.append(f"{_where(path)}: dataset {name!r}{note} is switched off (null) in data")
+        elif name not in datasets:
+            problems.append(f"{_where(path)}: dataset {name!r}{note} is not a key of data"
+                            f"{_suggest(name, datasets)}")
+        elif kind and datasets[name]["kind"] != kind:
+            problems.append(f"{_where(path)}: dataset {name!r}{note} is of kind "
+                            f"{datasets[name]['kind']}; {why} needs one of kind {kind}")
+        else:
+            return datasets[name]
+        return None
+
+    for name, entry in datasets.items():
+        for role, source in (entry.get("inputs") or {}).items():
+            dataset(("data", name, "inputs", role), source, INPUT_KINDS[role], f"inputs.{role}")
+    stage1 = config.get("stage1") or {}
+    for tag, entry in stage1.items():
+        found = dataset(("stage1", tag, "dataset"), entry["dataset"])
+        columns = KIND_COLUMNS[found["kind"]] if found else ()
+        if found and entry["column"] not in columns:
+            problems.append(f"{_where(('stage1', tag, 'column'))}: {entry['column']!r} is not a "
+                            f"column of dataset {entry['dataset']!r} (kind {found['kind']}: "
+                            f"{', '.join(columns)}){_suggest(entry['column'], columns)}")
+    runs, switched_off = {}, set()  # run name -> (stage, its Task, or None for an unknown task)
+    for stage in ("stage2", "stage3"):
+        for name, entry in (config.get(stage) or {}).items():
+            if entry is None:
+                switched_off.add(name)
+                continue
+            if name in runs:
+                problems.append(f"{_where((stage, name))}: run {name!r} is also in {runs[name][0]}")
+            task = entry.get("task", name)
+            task = TASKS.get(TASK_ALIASES.get(task, task))
+            runs[name] = (stage, task)
+            if task is None:
+                problems.append(f"{_where((stage, name))}: the run's name is not a task, so it "
+                                f"needs task: (one of {', '.join(TASKS)})")
+                continue
+            if "dataset" in entry:
+                dataset((stage, name, "dataset"), entry["dataset"], TASK_DATA_KINDS[task.name],
+                        f"task {task.name}")
+            else:
+                dataset((stage, name), name, TASK_DATA_KINDS[task.name], f"task {task.name}",
+                        " (the run's name: it sets no dataset:)")
+            missing = [tag for tag in task.domain_tags if tag not in stage1]
+            if missing:
+                problems.append(f"{_where((stage, name))}: task {task.name} needs the stage-1 "
+                                f"tag{'s' * (len(missing) > 1)} {', '.join(missing)}, which "
+                                f"stage1 does not define")
+
+    def run(path: tuple, name: str, regression: bool = False, single_input: bool = False) -> None:
+        if name in switched_off and name not in runs:
+            problems.append(f"{_where(path)}: run {name!r} is switched off (null) in stage2/stage3")
+        elif name not in runs:
+            problems.append(f"{_where(path)}: {name!r} is not a run (a key of stage2/stage3)"
+                            f"{_suggest(name, runs)}")
+        elif (task := runs[name][1]) is None:
+            pass  # its unknown task is reported with the run
+        elif regression and task.kind != "regression":
+            problems.append(f"{_where(path)}: run {name!r} is not a regression run")
+        elif single_input and len(task.char_fields) != 1:
+            problems.append(f"{_where(path)}: run {name!r} has more than one input string")
+
+    headline = config.get("headline") or {}
+    baselines = config.get("baselines") or {}
+    ablations = config.get("ablations") or {}
+    for i, name in enumerate(headline.get("runs") or []):
+        run(("headline", "runs", i), name)
+    for i, method in enumerate(headline.get("baselines") or []):
+        if method not in METHODS and not SWEEP_PATTERN.fullmatch(method):
+            problems.append(f"{_where(('headline', 'baselines', i))}: {method!r} is not a method"
+                            f"{_suggest(method, METHODS)}")
+    for key, regression, single in (("runs", True, False), ("nearest_neighbour", True, True),
+                                    ("direct_prompting", False, False)):
+        for i, name in enumerate(baselines.get(key) or []):
+            run(("baselines", key, i), name, regression, single)
+    if ablations.get("run"):
+        run(("ablations", "run"), ablations["run"])
+    enriching = [m for m in ablations.get("methods") or [] if METHODS[m].enriched_tags_from]
+    if ablations.get("enrich_run"):
+        run(("ablations", "enrich_run"), ablations["enrich_run"])
+    elif enriching and ablations.get("run"):
+        problems.append(f"{_where(('ablations',))}: the {enriching[0]} ablation needs enrich_run "
+                        f"(the run whose training enriches the domain tags)")
+    return problems
+
+
+def _where(path: Sequence) -> str:
+    """`config stage2.qed.train`, `config baselines.methods[2]` (or `config` for the top)."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
+    return f"config {text}" if text else "config"
+
+
+def _key(path: Sequence) -> list[str]:
+    return [str(part) for part in path]
+
+
+def _unknown(key, known) -> str:
+    return f"unknown key {key!r}{_suggest(key, known)}"
+
+
+def _suggest(name, known) -> str:
+    close = difflib.get_close_matches(str(name), [str(k) for k in known], n=1, cutoff=0.6)
+    if not close:  # case slips (Smiles for SMILES)
+        close = [str(k) for k in known if str(k).lower() == str(name).lower()]
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _types(types) -> str:
+    names = {"object": "a mapping", "array": "a list", "null": "null", "string": "a string",
+             "integer": "an integer", "number": "a number", "boolean": "true or false"}
+    types = [types] if isinstance(types, str) else types
+    return " or ".join(names.get(t, t) for t in types)
+
+
+def _shown(value) -> str:
+    """A value for a one-line message: scalars as written, containers by kind and size."""
+    if isinstance(value, Mapping):
+        return f"a mapping with keys {', '.join(map(str, value))}" if value else "an empty mapping"
+    if isinstance(value, list):
+        return f"a list of {len(value)}"
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."
+
+
+def _number_hint(value, expected) -> str:
+    """PyYAML reads 1e-4 (no dot) as a string."""
+    if isinstance(value, str) and "number" in expected:
+        try:
+            float(value)
+        except ValueError:
+            return ""
+        return f" (YAML reads {value} as text: write it with a dot, e.g. 1.0e-4)"
+    return ""
+
+
+def _condition(error: ValidationError, schema: Mapping) -> str:
+    """` (with kind qed)` when the error comes from an if/then rule of the schema."""
+    path = list(error.absolute_schema_path)
+    if "then" not in path:
+        return ""
+    at = len(path) - 1 - path[::-1].index("then")
+    rule = _schema_at(schema, [*path[:at], "if"])
+    parts = []
+    for key, sub in (rule.get("properties") or {}).items():
+        if "const" in sub:
+            parts.append(f"{key} {sub['const']}")
+        elif "enum" in sub:
+            parts.append(f"{key} {'/'.join(map(str, sub['enum']))}")
+    return f" (with {', '.join(parts)})" if parts else ""
+
+
+def _schema_at(schema: Mapping, path: Sequence):
+    """The subschema at a schema path, following local `$ref`s (which the path passes through)."""
+    node = schema
+    for part in path:
+        while isinstance(node, Mapping) and "$ref" in node and part not in node:
+            node = _schema_at(schema, node["$ref"].lstrip("#/").split("/"))
+        node = node[part]
+    return node
