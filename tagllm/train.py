@@ -36,8 +36,9 @@ from tagllm.precision import Precision
 from tagllm.precision import choose as choose_precision
 from tagllm.probe import RidgeFit, fit_ridge, head_from_fit
 from tagllm.prompts import Encoded, PromptEncoder
+from tagllm.table_checks import check_columns, check_numbers
 from tagllm.tags import TagTable, read_tag_files
-from tagllm.tasks import LANGUAGE_NAMES, get_domain_tag, get_task
+from tagllm.tasks import get_domain_tag, get_task
 
 log = logging.getLogger("tagllm")
 __all__ = ["Base", "encode_examples", "read_run_spec", "read_table", "train_domain_tag",
@@ -115,11 +116,7 @@ class Base:
 def read_table(path: str | Path, columns: list[str], max_rows: int = 0, seed: int = 0
                ) -> pd.DataFrame:
     """Read a prepared Parquet file, checking it has the columns, at least one row, and in `columns`
-    only values a prepare step keeps: a label column (`y`) holds finite numbers; every other
-    column non-empty text; SMILES columns (`smiles*`) ASCII that RDKit parses; `sequence` the 20
-    standard residues in upper case; `src_lang`/`tgt_lang` known language codes. A hand-made file
-    with anything else fails with the file, the row (counting from 1) and the reason: training has
-    nowhere to report skipped rows, and `prepare-dataset` is the step that filters them."""
+    only values a prepare step keeps (`table_checks.check_columns`)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: dataset file not found (did the prepare rule run?)")
@@ -135,85 +132,8 @@ def read_table(path: str | Path, columns: list[str], max_rows: int = 0, seed: in
     frame = frame.reset_index(drop=True)  # the index: row positions, for the messages
     if max_rows and len(frame) > max_rows:
         frame = frame.sample(n=max_rows, random_state=seed).sort_index()
-    for column in dict.fromkeys(columns):
-        if column == "y":
-            _check_numbers(frame[column], path, "label")
-        else:
-            _check_text(frame[column], path)
+    check_columns(frame, columns, path)
     return frame.reset_index(drop=True)
-
-
-MAX_SMILES_CHARS = 10_000  # checked before RDKit parses: bounded time on pathological input
-
-
-def _rows(index: Sequence[int]) -> str:
-    """Rows by number, counting from 1: "rows 2, 5 and 3 more (counting from 1)"."""
-    shown = ", ".join(str(i + 1) for i in index[:5])
-    more = f" and {len(index) - 5} more" if len(index) > 5 else ""
-    return f"rows {shown}{more} (counting from 1)"
-
-
-def _check_numbers(values: pd.Series, path: Path, what: str) -> None:
-    """Finite numbers, else a `UserError` naming the file, column and rows."""
-    where = f"{path}: column {values.name!r}"
-    if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
-        raise UserError(f"{where} holds {values.dtype} values, not numbers (first: "
-                        f"{values.iloc[0]!r}); {what}s must be numbers")
-    numbers = values.astype(float)
-    for bad, kind in ((numbers.isna(), "NaN"), (numbers.abs() == float("inf"), "infinite")):
-        if bad.any():
-            raise UserError(f"{where}: {kind} {what}s in {_rows(values.index[bad])}")
-
-
-def _text_problem(column: str, value: object) -> str:
-    """Why `value` cannot be in `column` of a prepared table ("" if it can)."""
-    if not isinstance(value, str):
-        missing = value is None or value is pd.NA or (isinstance(value, float) and value != value)
-        return "missing value" if missing else f"{type(value).__name__} {value!r}, not text"
-    if not value.strip():
-        return "empty text"
-    if column.startswith("smiles"):
-        if not value.isascii():
-            return f"non-ASCII character {next(c for c in value if not c.isascii())!r} in a SMILES"
-        if len(value) > MAX_SMILES_CHARS:
-            return f"SMILES of {len(value)} characters (at most {MAX_SMILES_CHARS})"
-        from rdkit import Chem, RDLogger
-
-        RDLogger.DisableLog("rdApp.*")
-        if Chem.MolFromSmiles(value) is None:
-            return f"RDKit cannot parse the SMILES {value[:60]!r}"
-    if column == "sequence":
-        from tagllm.data.proteins import STANDARD_RESIDUES
-
-        bad = sorted(set(value) - STANDARD_RESIDUES)
-        if bad:
-            return (f"protein has {''.join(bad)!r}, not only the 20 standard residues in upper "
-                    "case")
-    if column in ("src_lang", "tgt_lang") and value not in LANGUAGE_NAMES:
-        return f"unknown language code {value!r} (known: {sorted(LANGUAGE_NAMES)})"
-    return ""
-
-
-def _check_text(values: pd.Series, path: Path) -> None:
-    """Every value valid text for its column (`_text_problem`), else a `UserError` naming the file,
-    column, rows and the first reason."""
-    if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
-        raise UserError(f"{path}: column {values.name!r} holds {values.dtype} values, not text "
-                        f"(first: {values.iloc[0]!r})")
-    column, known = str(values.name), {}
-    reasons = []
-    for value in values:
-        if not isinstance(value, str):
-            reasons.append(_text_problem(column, value))
-            continue
-        if value not in known:  # molecules repeat across pairs: parse each once
-            known[value] = _text_problem(column, value)
-        reasons.append(known[value])
-    bad = [i for i, reason in enumerate(reasons) if reason]
-    if bad:
-        first = reasons[bad[0]]
-        raise UserError(f"{path}: column {values.name!r}, "
-                        f"{_rows(values.index[bad])}: {first}")
 
 
 def _batch_order(n_batches: int, seed: int):
@@ -304,7 +224,7 @@ def check_labels(task, frame: pd.DataFrame, path: str | Path) -> None:
     """A regression task's labels are finite numbers (`read_table` checks a `y` column already;
     this covers a task whose label column is named otherwise)."""
     if task.kind == "regression":
-        _check_numbers(frame[task.label], Path(path), "label")
+        check_numbers(frame[task.label], Path(path), "label")
 
 
 def load_domain_tags(tags: TagTable, folders: list[str | Path], needed: tuple[str, ...],
