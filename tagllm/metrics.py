@@ -59,6 +59,8 @@ def translation_metrics(hypotheses: Sequence[str], references: Sequence[str]) ->
         "chrf": float(chrf.corpus_score(hypotheses, refs).score),
         "chrf_signature": str(chrf.get_signature()),
         "n": len(hypotheses),
+        # The share of rows with any answer at all (an empty one scores 0 but says more).
+        "nonempty": sum(bool(h.strip()) for h in hypotheses) / len(hypotheses),
     }
     model = spbleu_model_path()
     if model.is_file():

@@ -77,10 +77,11 @@ def long_rows(evaluations: list[dict]) -> pd.DataFrame:
                 paper = None
                 if method in TABLE1_PAPER and direction in DIRECTIONS:
                     paper = TABLE1_PAPER[method][DIRECTIONS.index(direction)]
-                for metric in ("spbleu", "bleu", "chrf"):
-                    records.append({"task": f"{run}:{direction}", "method": method,
-                                    "metric": metric, "value": _number(scores[metric]),
-                                    "paper_value": paper if metric == "spbleu" else None})
+                for metric in ("spbleu", "bleu", "chrf", "nonempty"):
+                    if metric in scores:  # `nonempty` is newer than some metrics files
+                        records.append({"task": f"{run}:{direction}", "method": method,
+                                        "metric": metric, "value": _number(scores[metric]),
+                                        "paper_value": paper if metric == "spbleu" else None})
             continue
         task = get_task(metrics["task"])
         for metric in dict.fromkeys([task.metric, "mse", "mae", "pearson"]):
@@ -177,6 +178,7 @@ def table_translation(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
                     for method, label in (("tagllm", "Tag-LLM"),
                                           ("direct_prompting", "direct prompting"),
                                           ("copy_source", "copy source"))}
+            ours["Tag-LLM non-empty (ours)"] = _lookup(translate, task, "tagllm", "nonempty")
             rows.append({
                 "direction": direction.upper(), "setting": ZERO_SHOT.get(direction, "seen"),
                 **ours,

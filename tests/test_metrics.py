@@ -44,6 +44,8 @@ def test_translation_scores_by_hand_and_the_spbleu_fallback(monkeypatch, tmp_pat
     apart = translation_metrics(["mat the on sat cat the"], ["the cat sat on the mat"])
     by_hand = 100 * (1.0 * (1 / 10) * (1 / 16) * (1 / 24)) ** 0.25
     assert apart["bleu"] == pytest.approx(by_hand) and 0 < apart["chrf"] < 100
+    assert same["nonempty"] == 1.0
+    assert translation_metrics(["a cat", " \n"], ["a cat", "a dog"])["nonempty"] == 0.5
     with pytest.raises(ValueError, match="hypotheses"):
         translation_metrics(["a"], ["a", "b"])
 
