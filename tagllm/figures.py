@@ -1,10 +1,10 @@
 """Figures from saved files: predicted-vs-true scatters, the headline comparison with its spread
 over seeds, the tag-length curve and the ablation bars (paper Figure 3), and training loss curves
-(one panel per task). No model is loaded."""
+(one panel per run). No model is loaded. Figures are drawn per run (`my_qed`) and take the
+metric from the run's task (`qed`), as the tables do."""
 
 from __future__ import annotations
 
-import json
 import textwrap
 from pathlib import Path
 
@@ -19,7 +19,9 @@ from tagllm.report import (
     TABLE4_METHODS,
     full_method,
     method_label,
+    read_run_metrics,
     regression_runs,
+    run_task,
     tag_length_curve,
 )
 from tagllm.tasks import get_task
@@ -47,19 +49,21 @@ def plot_figures(summary_csv: str | Path, run_files: list[str | Path], ablation_
     out_dir = Path(out_dir)
     frame = pd.read_csv(summary_csv)
     _headline(frame, setting, out_dir / "headline.png")
-    if ablation_run:
-        metric = get_task(ablation_run).metric
+    task = run_task(frame, ablation_run) if ablation_run else None
+    if task is not None:
+        metric = get_task(task).metric
         _tag_length(frame, ablation_run, metric, tag_length, setting, out_dir / "tag_length.png")
         _ablation(frame, ablation_run, metric, tag_length, setting, out_dir / "ablation.png")
-    else:  # an empty, titled figure: this configuration has no `ablations:` section
+    else:  # an empty, titled figure: no `ablations:` section, or no results for its run
+        missing = f"no results for ablation run {ablation_run}" if ablation_run else \
+            "no ablations configured"
         for name in ("tag_length", "ablation"):
             figure, axis = plt.subplots(figsize=(4.5, 3))
             axis.set_axis_off()
-            axis.set_title(f"no ablations configured ({setting})", fontsize=7)
+            axis.set_title(f"{missing} ({setting})", fontsize=7)
             save_figure(out_dir / f"{name}.png", figure, dpi=120)
             plt.close(figure)
-    _loss_curves([json.loads(Path(f).read_text()) for f in run_files], setting,
-                 out_dir / "loss_curves.png")
+    _loss_curves(read_run_metrics(run_files), setting, out_dir / "loss_curves.png")
 
 
 HEADLINE_METHODS = ("tagllm", "linear_probe", "train_mean")
@@ -72,8 +76,9 @@ def _headline(frame, setting, out_png) -> None:
     figure, axes = plt.subplots(1, max(len(runs), 1), figsize=(2.6 * max(len(runs), 1), 3.2),
                                 squeeze=False)
     for axis, run in zip(axes[0], runs, strict=False):
-        metric = get_task(run).metric
-        rows = frame[(frame.task == run) & (frame.metric == metric)].set_index("method")
+        metric = get_task(run_task(frame, run)).metric
+        rows = frame[(frame.run == run) & frame.direction.isna() &
+                     (frame.metric == metric)].set_index("method")
         methods = [m for m in HEADLINE_METHODS if m in rows.index]
         values = rows.loc[methods, "value"].astype(float)
         spread = rows.loc[methods, "sd"].astype(float).fillna(0.0)
@@ -108,11 +113,11 @@ def _tag_length(frame, run, metric, tag_length, setting, out_png) -> None:
 def _ablation(frame, run, metric, tag_length, setting, out_png) -> None:
     full = full_method(frame, run, tag_length)
     methods = [full if m == "tagllm" else m for m in TABLE4_METHODS]
-    rows = frame[(frame.task == run) & (frame.metric == metric) & frame.method.isin(methods)]
+    scored = frame[(frame.run == run) & frame.direction.isna() & (frame.metric == metric)]
+    rows = scored[scored.method.isin(methods)]
     rows = rows.set_index("method").reindex([m for m in methods if m in set(rows.method)])
     if full in rows.index:
-        rows.loc[full, "paper_value"] = frame[(frame.task == run) & (frame.metric == metric) &
-                                              (frame.method == "tagllm")].paper_value.max()
+        rows.loc[full, "paper_value"] = scored[scored.method == "tagllm"].paper_value.max()
     figure, axis = plt.subplots(figsize=(6, 3.5))
     labels = ["full" if m == full else method_label(m) for m in rows.index]
     axis.bar(range(len(rows)), rows["value"], label="ours")
@@ -130,19 +135,24 @@ def _ablation(frame, run, metric, tag_length, setting, out_png) -> None:
 
 
 def _loss_curves(runs: list[dict], setting: str, out_png) -> None:
-    """One panel per task (stage-1 tags: per tag), one line per method and seed: the running mean
-    of the training loss over about 5% of the run's steps, drawn over the raw values (faint)."""
+    """One panel per run (stage-1 tags: per tag), one line per method and seed: the running mean
+    of the training loss over about 5% of the run's steps, drawn over the raw values (faint).
+    Runs as `read_run_metrics` reads them; one without a name is named after its task."""
     panels: dict[str, list[tuple[str, int | None, list[dict]]]] = {}
     for run in runs:
         if run.get("loss_curve"):
-            task = run.get("task") or f"stage 1 <{run.get('tag', '?')}>"
+            name, task = run.get("run") or run.get("task"), run.get("task")
+            if name is None:
+                panel = f"stage 1 <{run.get('tag', '?')}>"
+            else:  # a run of another name than its task says which task it is
+                panel = name if name == task else f"{name} (task {task})"
             seed = (run.get("config") or {}).get("seed")
-            panels.setdefault(task, []).append((run.get("method", "tag"), seed, run["loss_curve"]))
+            panels.setdefault(panel, []).append((run.get("method", "tag"), seed, run["loss_curve"]))
     names = sorted(panels) or ["no training loss recorded"]
     figure, axes = plt.subplots(len(names), 1, figsize=(8, 1.2 + 2.3 * len(names)), squeeze=False,
                                 layout="constrained")
-    for axis, task in zip(axes[:, 0], names, strict=True):
-        lines = sorted(panels.get(task, []), key=lambda line: (line[0], line[1] or 0))
+    for axis, panel in zip(axes[:, 0], names, strict=True):
+        lines = sorted(panels.get(panel, []), key=lambda line: (line[0], line[1] or 0))
         seeded = {m for m in {line[0] for line in lines}
                   if sum(line[0] == m for line in lines) > 1}  # methods with several seeds here
         colours = plt.get_cmap("tab10" if len(lines) <= 10 else "tab20")
@@ -158,7 +168,7 @@ def _loss_curves(runs: list[dict], setting: str, out_png) -> None:
                       linewidth=1.4, label=f"{method} seed {seed}" if method in seeded else method)
         if positive and lines:
             axis.set_yscale("log")
-        axis.set_title(task, fontsize=9, loc="left")
+        axis.set_title(panel, fontsize=9, loc="left")
         axis.set_ylabel("training loss", fontsize=8)
         axis.tick_params(labelsize=7)
         if lines:
@@ -167,7 +177,7 @@ def _loss_curves(runs: list[dict], setting: str, out_png) -> None:
         else:
             axis.set_axis_off()
     axes[-1, 0].set_xlabel("optimiser step", fontsize=8)
-    title = ("Training loss per task: running mean over about 5% of each run's steps, raw values "
+    title = ("Training loss per run: running mean over about 5% of each run's steps, raw values "
              f"faint ({setting})")
     figure.suptitle(textwrap.fill(title, 120), fontsize=8)
     save_figure(out_png, figure, dpi=120)

@@ -1,17 +1,23 @@
 """The paper's tables from saved evaluation and training files: no model is loaded, nothing is
-retrained. Each table is written as CSV (long form: task, method, metric, value (the mean over
-seeds), sd (their standard deviation), seeds (how many), paper_value) and Markdown (wide, "mean +-
-sd (n seeds)" where a number has several seeds, the paper's value in its own column, a caption
-naming the base model and data).
+retrained. Each table is written as CSV (long form: run, task, method, metric, value (the mean
+over seeds), sd (their standard deviation), seeds (how many), paper_value, direction (translation
+only)) and Markdown (wide, "mean +- sd (n seeds)" where a number has several seeds, the paper's
+value in its own column, a caption naming the base model and data).
 
 Tables: 1 translation (per direction), 2 scientific tasks, 3 PEFT baselines given Tag-LLM's help,
 4 ablations and the tag-length sweep, 6 trainable parameters; `summary.csv` holds every number.
+
+A run (a key of `stage2`/`stage3`, e.g. `my_qed`) is not a task (what it learns, e.g. `qed`): the
+tables label their rows and columns by run, and take a run's metric, paper values and order from
+its task. Evaluation files record both (`run`, `task`); training metrics record the task only, so
+a run's name comes from its folder, `results/runs/<method>/<run>/seed<N>/metrics.json`.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -21,7 +27,11 @@ from tagllm.atomic import write_text
 from tagllm.methods import MODEL_FREE_PAPER, SWEEP_PATTERN, get_method
 from tagllm.tasks import get_task
 
-SUMMARY_COLUMNS = ["task", "method", "metric", "value", "sd", "seeds", "paper_value"]
+# `direction`: a translation direction (`en-fr`), empty for a regression run; last, as only
+# translation rows have one.
+KEYS = ["run", "task", "method", "metric", "direction"]
+SUMMARY_COLUMNS = ["run", "task", "method", "metric", "value", "sd", "seeds", "paper_value",
+                   "direction"]
 DIRECTIONS = ["en-fr", "fr-en", "en-ru", "ru-en", "en-de", "de-en", "it-fr", "fr-it", "es-pt",
               "pt-es"]
 # Paper Table 1 (spBLEU, FLORES-101 devtest subset, LLaMA-7B).
@@ -40,11 +50,26 @@ TABLE4_METHODS = ["tagllm", "enriched", "no_domain_tags", "no_function_tags", "n
 # Paper Table 6 (LLaMA-7B, one domain + one function tag, p = 10).
 TABLE6_PAPER = {"tagllm": 86016, "lora_head": 1052672, "prompt_tuning_head": 86016,
                 "linear_probe": 4096}
-TASK_ORDER = ["descriptor", "qed", "dc", "ba"]
+TASK_ORDER = ["descriptor", "qed", "dc", "ba"]  # the paper's column order; other tasks follow
+SEED_FOLDER = re.compile(r"seed\d+")
 
 
 def read_metrics(files: Iterable[str | Path]) -> list[dict]:
     return [json.loads(Path(f).read_text(encoding="utf-8")) for f in files]
+
+
+def read_run_metrics(files: Iterable[str | Path]) -> list[dict]:
+    """Training metrics files, each with its run's name under `run`. Training records the task
+    only, so the name is the folder above `seed<N>/` (`results/runs/<method>/<run>/seed<N>/`);
+    a file outside that layout (a run trained by hand) is named after its task, as `evaluate`
+    names its results without `--name`."""
+    runs = []
+    for path, metrics in zip(map(Path, files), read_metrics(files), strict=True):
+        if "run" not in metrics and "task" in metrics:
+            in_layout = SEED_FOLDER.fullmatch(path.parent.name)
+            metrics["run"] = path.parent.parent.name if in_layout else metrics["task"]
+        runs.append(metrics)
+    return runs
 
 
 def _number(value: float | None) -> float:
@@ -68,31 +93,32 @@ def paper_value(method: str, task: str) -> float | None:
 
 
 def long_rows(evaluations: list[dict]) -> pd.DataFrame:
-    """Every number, averaged over seeds: (run, method, metric) -> value, with the paper's."""
+    """Every number, averaged over seeds: (run, task, method, metric, direction) -> value, with
+    the paper's (looked up by task: a run `my_qed` of task `qed` gets QED's)."""
     records = []
     for metrics in evaluations:
+        task = get_task(metrics["task"])
         run, method = metrics.get("run", metrics["task"]), metrics["method"]
-        if metrics["task"] == "translate":
+        key = {"run": run, "task": task.name, "direction": None, "method": method}
+        if "directions" in metrics:  # a translation: scored per direction
             for direction, scores in metrics["directions"].items():
                 paper = None
                 if method in TABLE1_PAPER and direction in DIRECTIONS:
                     paper = TABLE1_PAPER[method][DIRECTIONS.index(direction)]
                 for metric in ("spbleu", "bleu", "chrf", "nonempty"):
                     if metric in scores:  # `nonempty` is newer than some metrics files
-                        records.append({"task": f"{run}:{direction}", "method": method,
-                                        "metric": metric, "value": _number(scores[metric]),
+                        records.append({**key, "direction": direction, "metric": metric,
+                                        "value": _number(scores[metric]),
                                         "paper_value": paper if metric == "spbleu" else None})
             continue
-        task = get_task(metrics["task"])
         for metric in dict.fromkeys([task.metric, "mse", "mae", "pearson"]):
-            records.append({"task": run, "method": method, "metric": metric,
-                            "value": _number(metrics[metric]),
+            records.append({**key, "metric": metric, "value": _number(metrics[metric]),
                             "paper_value": paper_value(method, task.name)
                             if metric == task.metric else None})
-    frame = pd.DataFrame(records, columns=["task", "method", "metric", "value", "paper_value"])
+    frame = pd.DataFrame(records, columns=[*KEYS, "value", "paper_value"])
     if frame.empty:
         return frame.reindex(columns=SUMMARY_COLUMNS)
-    grouped = frame.groupby(["task", "method", "metric"], sort=False, dropna=False)
+    grouped = frame.groupby(KEYS, sort=False, dropna=False)
     return grouped.agg(value=("value", "mean"), sd=("value", "std"), seeds=("value", "size"),
                        paper_value=("paper_value", "first")).reset_index()[SUMMARY_COLUMNS]
 
@@ -111,50 +137,66 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def _hit(frame: pd.DataFrame, task: str, method: str, metric: str) -> pd.DataFrame:
-    return frame[(frame.task == task) & (frame.method == method) & (frame.metric == metric)]
+def _hit(frame: pd.DataFrame, run: str, method: str, metric: str,
+         direction: str | None = None) -> pd.DataFrame:
+    where = (frame.run == run) & (frame.method == method) & (frame.metric == metric)
+    where &= frame.direction.isna() if direction is None else frame.direction == direction
+    return frame[where]
 
 
-def _value(frame: pd.DataFrame, task: str, method: str, metric: str) -> float | None:
+def _value(frame: pd.DataFrame, run: str, method: str, metric: str) -> float | None:
     """The value (mean over seeds) of one number, or None."""
-    hit = _hit(frame, task, method, metric)
+    hit = _hit(frame, run, method, metric)
     return float(hit.value.iloc[0]) if len(hit) else None
 
 
-def _lookup(frame: pd.DataFrame, task: str, method: str, metric: str) -> float | str | None:
+def _lookup(frame: pd.DataFrame, run: str, method: str, metric: str,
+            direction: str | None = None) -> float | str | None:
     """A table cell: the value, or "mean ± sd (n)" when it is the mean of several seeds."""
-    hit = _hit(frame, task, method, metric)
+    hit = _hit(frame, run, method, metric, direction)
     if not len(hit):
         return None
     value, seeds = float(hit.value.iloc[0]), int(hit.seeds.iloc[0])
     return f"{cell(value)} ± {cell(float(hit.sd.iloc[0]))} ({seeds})" if seeds > 1 else value
 
 
+def run_task(frame: pd.DataFrame, run: str) -> str | None:
+    """The task of a run, as its evaluation files name it; None for a run without results."""
+    tasks = frame.task[frame.run == run]
+    return str(tasks.iloc[0]) if len(tasks) else None
+
+
 def regression_runs(frame: pd.DataFrame) -> list[str]:
-    runs = [t for t in dict.fromkeys(frame.task) if ":" not in t]
-    return sorted(runs, key=lambda r: TASK_ORDER.index(get_task(r).name))
+    """The runs scored without directions, in the paper's task order (runs of one task, and of
+    tasks the paper lacks, in the order of their evaluation files)."""
+    scored = frame[frame.direction.isna()]
+    runs = dict(zip(scored.run, scored.task, strict=True))  # run -> task, first seen first
+    order = {task: i for i, task in enumerate(TASK_ORDER)}
+    return sorted(runs, key=lambda run: order.get(runs[run], len(TASK_ORDER)))
 
 
 def _trainable(runs: list[dict]) -> dict[tuple[str, str], int]:
-    return {(r.get("method", "tagllm"), r["task"]): r["trainable_parameters"] for r in runs
-            if "trainable_parameters" in r and "task" in r}
+    """(method, run) -> trainable parameters, from training metrics read by `read_run_metrics`."""
+    return {(r.get("method", "tagllm"), r["run"]): r["trainable_parameters"] for r in runs
+            if "trainable_parameters" in r and "run" in r}
 
 
 def table_tasks(frame: pd.DataFrame, methods: list[str], runs: list[dict]) -> pd.DataFrame:
-    """Wide table: one row per method, per task our value and the paper's (Tables 2 and 3)."""
+    """Wide table: one row per method, per run our value and the paper's for its task (Tables 2
+    and 3)."""
     trainable = _trainable(runs)
+    columns = [(run, get_task(run_task(frame, run))) for run in regression_runs(frame)]
     rows = []
     for method in methods:
         if not (frame.method == method).any():
             continue
         row = {"method": method_label(method)}
-        counts = {trainable[(method, r)] for r in regression_runs(frame) if (method, r) in trainable}
+        counts = {trainable[(method, run)] for run, _ in columns if (method, run) in trainable}
         row["trainable"] = "/".join(str(c) for c in sorted(counts)) if counts else \
             ("0" if method in ("nearest_neighbour", "train_mean", "direct_prompting") else "-")
-        for run in regression_runs(frame):
-            metric = get_task(run).metric
-            row[f"{run} {metric} (ours)"] = _lookup(frame, run, method, metric)
-            row[f"{run} (paper)"] = paper_value(method, get_task(run).name)
+        for run, task in columns:
+            row[f"{run} {task.metric} (ours)"] = _lookup(frame, run, method, task.metric)
+            row[f"{run} (paper)"] = paper_value(method, task.name)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -162,24 +204,25 @@ def table_tasks(frame: pd.DataFrame, methods: list[str], runs: list[dict]) -> pd
 def table_translation(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     """Table 1: spBLEU per direction (BLEU when the flores101 model is absent) and chrF, ours
     (Tag-LLM, direct prompting, and copying the source: the floor) and the paper's."""
-    translate = frame[frame.task.str.contains(":")]
+    translate = frame[frame.direction.notna()]
     has_spbleu = translate[translate.metric == "spbleu"].value.notna().any()
     metric = "spbleu" if has_spbleu else "bleu"
-    runs = sorted({t.split(":")[0] for t in translate.task})
+    runs = list(dict.fromkeys(translate.run))
     rows = []
     for run in runs:
         for direction in DIRECTIONS:
-            task = f"{run}:{direction}"
-            if not (translate.task == task).any():
+            if not ((translate.run == run) & (translate.direction == direction)).any():
                 continue
             index = DIRECTIONS.index(direction)
-            ours = {f"{label} {score} (ours)": _lookup(translate, task, method, score)
+            ours = {f"{label} {score} (ours)": _lookup(translate, run, method, score, direction)
                     for score in (metric, "chrf")
                     for method, label in (("tagllm", "Tag-LLM"),
                                           ("direct_prompting", "direct prompting"),
                                           ("copy_source", "copy source"))}
-            ours["Tag-LLM non-empty (ours)"] = _lookup(translate, task, "tagllm", "nonempty")
+            ours["Tag-LLM non-empty (ours)"] = _lookup(translate, run, "tagllm", "nonempty",
+                                                       direction)
             rows.append({
+                **({"run": run} if len(runs) > 1 else {}),  # one run: the directions say it all
                 "direction": direction.upper(), "setting": ZERO_SHOT.get(direction, "seen"),
                 **ours,
                 "Tag-LLaMA spBLEU (paper)": TABLE1_PAPER["tagllm"][index],
@@ -196,12 +239,16 @@ def full_method(frame: pd.DataFrame, run: str, tag_length: int) -> str:
     """The "full Tag-LLM" of the ablations: the sweep's own run at the default tag length when the
     ablations have their own budget (it exists then), else Tag-LLM's run."""
     own = f"tagllm_p{tag_length}"
-    return own if ((frame.task == run) & (frame.method == own)).any() else "tagllm"
+    return own if ((frame.run == run) & (frame.method == own)).any() else "tagllm"
 
 
 def table_ablation(frame: pd.DataFrame, run: str, tag_length: int) -> pd.DataFrame:
-    """Table 4 and the tag-length sweep on one run (paper: DC, MAE)."""
-    metric = get_task(run).metric
+    """Table 4 and the tag-length sweep on one run (paper: DC, MAE); empty when the run has no
+    results."""
+    task = run_task(frame, run)
+    if task is None:
+        return pd.DataFrame()
+    metric = get_task(task).metric
     rows = []
     for method in TABLE4_METHODS:
         if method == "tagllm":
@@ -211,20 +258,22 @@ def table_ablation(frame: pd.DataFrame, run: str, tag_length: int) -> pd.DataFra
             full = SWEEP_PATTERN.fullmatch(method) or method == "tagllm"
             rows.append({"variant": "full Tag-LLM" if full else method_label(method),
                          f"{metric} (ours)": value,
-                         f"{metric} (paper)": paper_value("tagllm" if full else method,
-                                                          get_task(run).name)})
+                         f"{metric} (paper)": paper_value("tagllm" if full else method, task)})
     for p, value in tag_length_curve(frame, run, tag_length):
         rows.append({"variant": f"tag length p = {p}", f"{metric} (ours)": value,
                      f"{metric} (paper)": paper_value("tagllm", "dc")
-                     if p == 10 and get_task(run).name == "dc" else None})
+                     if p == 10 and task == "dc" else None})
     return pd.DataFrame(rows)
 
 
 def tag_length_curve(frame: pd.DataFrame, run: str, tag_length: int) -> list[tuple[int, float]]:
     """(p, metric) for every tag length run on `run`; the default length is Tag-LLM itself."""
-    metric = get_task(run).metric
+    task = run_task(frame, run)
+    if task is None:
+        return []
+    metric = get_task(task).metric
     points = []
-    for method in dict.fromkeys(frame[frame.task == run].method):
+    for method in dict.fromkeys(frame[frame.run == run].method):
         match = SWEEP_PATTERN.fullmatch(method)
         if match:
             points.append((int(match.group(1)), _value(frame, run, method, metric)))
@@ -251,7 +300,6 @@ def table_params(runs: list[dict], tag_length: int) -> pd.DataFrame:
     """Table 6: trainable parameters in our runs (single-domain task; for Tag-LLM the run's
     function tag and head plus the stage-1 domain tag), on LLaMA-7B's shape by the same formulas,
     and the paper's."""
-    trainable = _trainable(runs)
     hidden = next((r["hidden_size"] for r in runs if "hidden_size" in r), 4096)
     formula_here = llama7b_parameter_counts(tag_length, hidden)
     formula_7b = llama7b_parameter_counts(tag_length)
@@ -259,8 +307,9 @@ def table_params(runs: list[dict], tag_length: int) -> pd.DataFrame:
     for method, paper in TABLE6_PAPER.items():
         # A Tag-LLM run trains its function tag and head; its domain tag was trained in stage 1.
         stage1 = tag_length * hidden if method == "tagllm" else 0
-        counts = sorted({count + stage1 for (m, task), count in trainable.items()
-                         if m == method and len(get_task(task).domain_tags) == 1})
+        counts = sorted({r["trainable_parameters"] + stage1 for r in runs
+                         if r.get("method", "tagllm") == method and "trainable_parameters" in r
+                         and "task" in r and len(get_task(r["task"]).domain_tags) == 1})
         rows.append({"method": method_label(method),
                      "measured in our runs": "/".join(map(str, counts)) or "-",
                      "formula, this model": formula_here[method] if method != "lora_head" else "-",
@@ -290,24 +339,29 @@ def training_budget(run: dict) -> dict:
             "head_from_probe": "probe_init" in run, "head_refit": "head_refit" in run}
 
 
+def _run_name(run: dict) -> str:
+    """A training metrics dict's run (`read_run_metrics` adds it), else its task."""
+    return run.get("run", run.get("task", "?"))
+
+
 def describe_budget(run: dict) -> str:
     budget = training_budget(run)
     if "fit" in budget:
-        return f"{run['task']} {budget['examples']} rows, {budget['fit']}"
+        return f"{_run_name(run)} {budget['examples']} rows, {budget['fit']}"
     head = "".join(part for part, on in ((", head from the probe", budget["head_from_probe"]),
                                          (", refit", budget["head_refit"])) if on)
-    return (f"{run['task']} {budget['examples']} rows x {budget['epochs']} epochs, batches "
+    return (f"{_run_name(run)} {budget['examples']} rows x {budget['epochs']} epochs, batches "
             f"{budget['batch_size']}x{budget['grad_accum']}{head}")
 
 
-def budget_note(runs: list[dict], methods: list[str], task: str | None = None) -> str:
-    """What each trained row of a table was trained on (per run; only `task`'s if given), so
-    that a reader sees which comparisons share a budget."""
+def budget_note(runs: list[dict], methods: list[str], run_name: str | None = None) -> str:
+    """What each trained row of a table was trained on (per run; only `run_name`'s if given),
+    so that a reader sees which comparisons share a budget."""
     parts = []
     for method in methods:
         budgets = sorted({describe_budget(run) for run in runs
                           if run.get("method") == method and "examples" in run
-                          and task in (None, run.get("task"))})
+                          and run_name in (None, _run_name(run))})
         if budgets:
             parts.append(f"{get_method(method).label}: {'; '.join(budgets)}")
     return f"Training budgets: {'. '.join(parts)}." if parts else ""
@@ -319,25 +373,25 @@ def build_tables(metric_files: list[str | Path], run_files: list[str | Path],
     """Write summary.{csv,md} and table1-4, table6 (.md, .csv) under `out_dir`."""
     out_dir = Path(out_dir)
     frame = long_rows(read_metrics(metric_files))
-    runs = read_metrics(run_files)
+    runs = read_run_metrics(run_files)
     write_text(out_dir / "summary.csv", frame.to_csv(index=False))
     write_text(out_dir / "summary.md", f"**Every number of this run.** {setting}\n\n"
                                        f"{markdown_table(frame)}\n")
     translation, note = table_translation(frame)
     _write_table(out_dir, "table1_translation", "Table 1: translation (greedy decoding)", setting,
-                 translation, frame[frame.task.str.contains(":")], note)
+                 translation, frame[frame.direction.notna()], note)
     for name, title, methods in (
             ("table2_tasks", "Table 2: scientific tasks", TABLE2_METHODS),
             ("table3_peft", "Table 3: PEFT baselines given Tag-LLM's help", TABLE3_METHODS)):
         wide = table_tasks(frame, methods, runs)
-        long = frame[frame.method.isin(methods) & ~frame.task.str.contains(":")]
+        long = frame[frame.method.isin(methods) & frame.direction.isna()]
         _write_table(out_dir, name, title, setting, wide, long, budget_note(runs, methods))
     ablation_run = ablation_run or _ablation_run(frame)
     ablation = table_ablation(frame, ablation_run, tag_length) if ablation_run else pd.DataFrame()
-    long = frame[(frame.task == ablation_run) & (frame.method.isin(TABLE4_METHODS) |
-                                                 frame.method.str.fullmatch(SWEEP_PATTERN))]
-    note = budget_note(runs, list(dict.fromkeys(long.method)),
-                       get_task(ablation_run).name) if ablation_run else ""
+    long = frame[(frame.run == ablation_run) & (frame.method.isin(TABLE4_METHODS) |
+                                                frame.method.str.fullmatch(SWEEP_PATTERN))]
+    note = budget_note(runs, list(dict.fromkeys(long.method)), ablation_run) \
+        if ablation_run else ""
     _write_table(out_dir, "table4_ablation", f"Table 4: ablations on {ablation_run}", setting,
                  ablation, long, note)
     params = table_params(runs, tag_length)
@@ -349,4 +403,4 @@ def build_tables(metric_files: list[str | Path], run_files: list[str | Path],
 def _ablation_run(frame: pd.DataFrame) -> str | None:
     ablated = frame[frame.method.isin(TABLE4_METHODS[1:]) |
                     frame.method.str.fullmatch(SWEEP_PATTERN)]
-    return str(ablated.task.iloc[0]) if len(ablated) else None
+    return str(ablated.run.iloc[0]) if len(ablated) else None

@@ -3,6 +3,7 @@ that point nowhere fail before the DAG is built, one line each naming the key.""
 
 import copy
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -228,3 +229,29 @@ def test_dry_run_prints_one_line_and_fails(tmp_path):
     assert "config stage2.qed.train: unknown key 'epoch' (did you mean 'epochs'?)\n" in output
     assert "config stage2.qed.train.lr: .inf is not a finite number\n" in output
     assert "Traceback" not in output and "MissingInput" not in output and "{'" not in output
+
+
+def test_readme_own_data_overlay_plans_its_run_into_the_tables(tmp_path):
+    # The README's overlay as it stands (its SMILES path pointed at a file that exists): the run
+    # `my_qed` of task `qed` is trained, evaluated under its own name and goes into the tables
+    # (tests/test_report.py builds tables from such a run).
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"```yaml\n(.*?my_qed.*?)```", readme, re.S)
+    assert block, "README: the own-data overlay example (run my_qed) is gone"
+    overlay = yaml.safe_load(block.group(1))
+    (smi := tmp_path / "my.smi").write_text("CCO ethanol\nc1ccccc1 benzene\n")
+    overlay["data"]["my_molecules"]["path"] = str(smi)
+    (config := tmp_path / "my.yaml").write_text(yaml.safe_dump(overlay))
+    result = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-F", "--configfile",
+                             str(config)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    jobs = result.stdout
+    assert "--task qed --data results/data/my_molecules/train.parquet" in jobs
+    assert "--out-dir results/runs/tagllm/my_qed/seed0" in jobs
+    assert "--task qed --name my_qed --test results/data/my_molecules/test.parquet" in jobs
+    tables = next(block for block in jobs.split("\n\n") if "rule build_tables:" in block)
+    for path in ("results/eval/tagllm/my_qed/seed0/metrics.json",
+                 "results/eval/train_mean/my_qed/metrics.json",
+                 "results/runs/tagllm/my_qed/seed0/metrics.json"):
+        assert path in tables, path

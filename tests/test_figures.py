@@ -1,10 +1,13 @@
-"""The loss-curves figure on synthetic metrics: one panel per task, whatever the number of runs."""
+"""The loss-curves figure on synthetic metrics: one panel per run, whatever the number of runs,
+and two panels for two runs of one task."""
 
+import json
 import math
 
 import pytest
 
 from tagllm import figures
+from tagllm.report import read_run_metrics
 
 # Runs like those of the default config: methods and seeds on five tasks (29 curves).
 RUNS = {"qed": ["tagllm", "tagllm_budget", "lora", "prompt_tuning", "lora_text", "lora_head",
@@ -51,3 +54,19 @@ def test_loss_curves_without_any_curve(tmp_path, drawn):
     out = tmp_path / "loss_curves.png"
     figures._loss_curves([{"method": "linear_probe", "task": "qed", "loss_curve": []}], "s", out)
     assert out.stat().st_size > 0 and drawn == [1]
+
+
+def test_loss_curves_one_panel_per_run_when_runs_share_a_task(tmp_path, monkeypatch):
+    # The README's overlay: `my_qed` trains task qed beside the default run `qed`. Training
+    # metrics name the task only; the run's name comes from its folder (report.read_run_metrics).
+    paths = []
+    for run in ("qed", "my_qed"):
+        folder = tmp_path / "runs" / "tagllm" / run / "seed0"
+        folder.mkdir(parents=True)
+        (folder / "metrics.json").write_text(json.dumps(metrics("tagllm", "qed", 0, 30)))
+        paths.append(folder / "metrics.json")
+    titles = []
+    monkeypatch.setattr(figures, "save_figure", lambda path, figure, **kwargs: titles.extend(
+        axis.get_title(loc="left") for axis in figure.axes))
+    figures._loss_curves(read_run_metrics(paths), "s", tmp_path / "loss_curves.png")
+    assert titles == ["my_qed (task qed)", "qed"]

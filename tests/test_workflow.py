@@ -100,8 +100,8 @@ def test_tiny_end_to_end_run(tmp_path):
     metrics = json.loads((results / "eval/tagllm/qed/seed0/metrics.json").read_text())
     assert {"mse", "mae", "pearson", "spearman", "n"} <= set(metrics)
     summary = pd.read_csv(results / "tables/summary.csv")
-    assert list(summary.columns) == ["task", "method", "metric", "value", "sd", "seeds",
-                                     "paper_value"]
+    assert list(summary.columns) == ["run", "task", "method", "metric", "value", "sd", "seeds",
+                                     "paper_value", "direction"]
     assert {"tagllm", "train_mean", "lora", "prompt_tuning_head", "nearest_neighbour",
             "direct_prompting", "no_function_tags", "enriched", "tagllm_p2",
             "copy_source", "linear_probe", "tagllm_budget"} == set(summary["method"])
@@ -123,14 +123,15 @@ def test_tiny_end_to_end_run(tmp_path):
     assert (tmp_path / "logs/evaluate_tagllm_seeds/qed.log").is_file()
     seed1 = json.loads((results / "runs/tagllm/qed/seed1/metrics.json").read_text())
     assert seed1["config"]["seed"] == 1 and seed1["prefix_cache"]["prefix_forwards"] == 0
-    qed_mse = summary[(summary.task == "qed") & (summary.method == "tagllm") &
+    qed_mse = summary[(summary.run == "qed") & (summary.method == "tagllm") &
                       (summary.metric == "mse")]
     assert qed_mse.seeds.item() == 2 and qed_mse.sd.item() >= 0
     probe = json.loads((results / "runs/linear_probe/qed/seed0/metrics.json").read_text())
     assert probe["examples"] == probe["probe"]["rows"] > 8  # every row, not baselines.train's 8
-    assert {"qed", "descriptor", "dc_synthetic", "ba_synthetic", "translate:en-fr",
-            "translate:es-pt"} <= set(summary["task"])
-    headline = summary[(summary.method == "tagllm") & (summary.task == "qed") &
+    assert {"qed", "descriptor", "dc_synthetic", "ba_synthetic", "translate"} <= set(summary.run)
+    assert {"en-fr", "es-pt"} <= set(summary.direction.dropna())
+    assert set(summary[summary.run == "dc_synthetic"].task) == {"dc"}
+    headline = summary[(summary.method == "tagllm") & (summary.run == "qed") &
                        (summary.metric == "mse")]
     assert headline["paper_value"].tolist() == [0.008]
     for table in ("table2_tasks", "table3_peft", "table4_ablation", "table1_translation"):
