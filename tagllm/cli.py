@@ -228,6 +228,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--predictions", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--title", default="")
+
+    p = commands.add_parser("preflight", help="check downloads, model, tokenizer, GPU and GPU hours "
+                                              "before a run; one line per check")
+    p.add_argument("--configfile", nargs="+", action="extend", default=[], metavar="FILE",
+                   help="overlays on config.yaml, merged in order as Snakemake merges them")
+    p.add_argument("--directory", default=".",
+                   help="working directory of the workflow (config.yaml, resources/, results/)")
+    p.add_argument("--load-weights", action="store_true",
+                   help="also load the model's weights (default: read the safetensors headers)")
+    p.add_argument("--measured-json", default="",
+                   help="bench/gpu_check.py --json output: GPU hours at its measured tokens/s")
     return parser
 
 
@@ -317,6 +328,11 @@ def run(args: argparse.Namespace) -> None:
         from tagllm.figures import plot_predictions
 
         plot_predictions(args.predictions, args.out, args.title)
+    elif args.command == "preflight":
+        from tagllm.preflight import print_preflight
+
+        print_preflight(args.configfile, args.directory, args.load_weights,
+                        args.measured_json or None)
 
 
 def check_output_folders(args: argparse.Namespace) -> None:

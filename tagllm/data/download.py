@@ -97,6 +97,23 @@ def fetch(url: str, dest: str | Path, *, min_bytes: int = 1, sha256: str | None 
     return record
 
 
+def verify_present(dest: str | Path, min_bytes: int = 1, sha256: str | None = None) -> str:
+    """Check a file already in place as `fetch` would before using it (size; SHA-256 against the
+    pinned one, else against its `.source.json` record), without fetching or writing anything.
+    Returns what was checked, in words; raises FileNotFoundError or DownloadError."""
+    dest = Path(dest)
+    if not dest.is_file():
+        raise FileNotFoundError(f"{dest}: not found")
+    record_path = dest.with_name(dest.name + ".source.json")
+    record = json.loads(record_path.read_text()) if record_path.is_file() else None
+    _verify(dest, str(dest), min_bytes, sha256 or (record or {}).get("sha256"))
+    if sha256:
+        return "SHA-256 pinned"
+    if record is not None:
+        return "SHA-256 as recorded"
+    return "size only (placed by hand: no record yet)"
+
+
 def _verify(path: Path, url: str, min_bytes: int, sha256: str | None) -> None:
     size = path.stat().st_size
     if size < min_bytes:

@@ -38,6 +38,10 @@ TDC_FILES = {"tdc_bindingdb_patent": (4724851, "bindingdb_patent.csv", 10_000_00
 # recorded in resources/downloads/<source>/<file>.source.json here (tests pin a fixture pickle).
 SHA256_PINS: dict[str, str | None] = {"tdc_bindingdb_patent": None, "tdc_drugcomb": None}
 SOURCES = ("flores101", "binding_affinity", *TDC_FILES, *(f"opus100_{p}" for p in OPUS_PAIRS))
+FLORES_TARBALL = "flores101_dataset.tar.gz"
+# Least plausible size of a fetched file: catches 0-byte files and HTML error pages.
+LARGE_FILE_MIN_BYTES = 1_000_000  # the FLORES-101 tarball, jglaser's all.parquet
+OPUS_SHARD_MIN_BYTES = 1000
 
 
 def source_files(source: str) -> list[str]:
@@ -55,6 +59,24 @@ def source_files(source: str) -> list[str]:
     raise KeyError(f"unknown source {source!r}; known: {sorted(SOURCES)}")
 
 
+def fetched_files(source: str, out_dir: str | Path) -> list[tuple[Path, int, str | None]]:
+    """The files `download_source` fetches into `out_dir` (before extracting or converting them),
+    each with the least size and the pinned SHA-256 it is checked against; OPUS-100's shards as
+    found there (the hub lists them only online)."""
+    out_dir = Path(out_dir)
+    if source.startswith("opus100_"):
+        shards = sorted((out_dir / "shards").glob("*.parquet"))
+        return [(shard, OPUS_SHARD_MIN_BYTES, None) for shard in shards]
+    if source == "flores101":
+        return [(out_dir / FLORES_TARBALL, LARGE_FILE_MIN_BYTES, None)]
+    if source == "binding_affinity":
+        return [(out_dir / "all.parquet", LARGE_FILE_MIN_BYTES, None)]
+    if source in TDC_FILES:
+        _, name, min_bytes = TDC_FILES[source]
+        return [(out_dir / name, min_bytes, SHA256_PINS[source])]
+    raise KeyError(f"unknown source {source!r}; known: {sorted(SOURCES)}")
+
+
 def download_source(source: str, out_dir: str | Path, retries: int = 3,
                     trust_pickle: bool = False) -> list[Path]:
     """Fetch one source into `out_dir`; returns the files written. `trust_pickle`: convert a
@@ -66,12 +88,12 @@ def download_source(source: str, out_dir: str | Path, retries: int = 3,
             raise KeyError(f"unknown OPUS-100 pair {pair!r}; known: {OPUS_PAIRS}")
         _download_opus(pair, out_dir / "train.parquet", retries)
     elif source == "flores101":
-        tarball = out_dir / "flores101_dataset.tar.gz"
-        fetch(FLORES_URL, tarball, min_bytes=1_000_000, retries=retries)
+        tarball = out_dir / FLORES_TARBALL
+        fetch(FLORES_URL, tarball, min_bytes=LARGE_FILE_MIN_BYTES, retries=retries)
         extract_flores(tarball, out_dir)
     elif source == "binding_affinity":
         fetch(f"{HF}/jglaser/binding_affinity/resolve/main/data/all.parquet",
-              out_dir / "all.parquet", min_bytes=1_000_000, retries=retries)
+              out_dir / "all.parquet", min_bytes=LARGE_FILE_MIN_BYTES, retries=retries)
     elif source in TDC_FILES:
         file_id, name, min_bytes = TDC_FILES[source]
         fetched_now = not (out_dir / name).is_file()
@@ -136,7 +158,7 @@ def _download_opus(pair: str, dest: Path, retries: int) -> None:
     parts = []
     for shard in shards:
         local = dest.parent / "shards" / Path(shard).name
-        fetch(f"{HF}/Helsinki-NLP/opus-100/resolve/main/{shard}", local, min_bytes=1000,
+        fetch(f"{HF}/Helsinki-NLP/opus-100/resolve/main/{shard}", local, min_bytes=OPUS_SHARD_MIN_BYTES,
               retries=retries)
         parts.append(pd.read_parquet(local))
     write_parquet(dest, pd.concat(parts, ignore_index=True))
