@@ -5,6 +5,7 @@ split the batches across processes."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -327,8 +328,12 @@ def train_function_tags(model_dir: str | Path, task_name: str, data_path: str | 
     # Several runs: each keeps its final checkpoint until all are done, so that a rerun after a
     # kill skips the finished ones (the workflow deletes a failed job's outputs, not checkpoints).
     several = len(runs) > 1
+    # Runs that start from the same tags on the same rows (the seeds of one run) have the same
+    # features for their probe start: computed once.
+    start_features: dict[str, torch.Tensor] = {}
     results = [_train_run(base, store, method, task_name, data_path, domain_tag_dirs, out_dir,
-                          tag_length, run_config, enrich_data, keep_checkpoint=several)
+                          tag_length, run_config, enrich_data, keep_checkpoint=several,
+                          start_features=start_features)
                for method, (_, out_dir), run_config in zip(methods, runs, configs, strict=True)]
     if several and distributed.is_main():
         for _, out_dir in runs:
@@ -340,8 +345,10 @@ def train_function_tags(model_dir: str | Path, task_name: str, data_path: str | 
 def _train_run(base: Base, store: PrefixStore | None, method: Method, task_name: str,
                data_path: str | Path, domain_tag_dirs: list[str | Path], out_dir: str | Path,
                tag_length: int, config: TrainConfig, enrich_data: dict[str, str] | None,
-               keep_checkpoint: bool = False) -> dict:
-    """One run of `train_function_tags` on a loaded base, with the shared prefix store."""
+               keep_checkpoint: bool = False,
+               start_features: dict[str, torch.Tensor] | None = None) -> dict:
+    """One run of `train_function_tags` on a loaded base, with the shared prefix store and the
+    probe-start features of the runs before it (`readout_key` -> features)."""
     seed_everything(config.seed)
     task = get_task(task_name)
     frame = read_table(data_path, task.columns(), config.max_examples, config.seed)
@@ -375,8 +382,13 @@ def _train_run(base: Base, store: PrefixStore | None, method: Method, task_name:
         with base.autocast():
             return readout_features(base, tags, examples, batches, store)
 
-    probe = fit_head(features(), head, targets, "probe init") \
-        if head is not None and config.head_init == "probe" else None
+    probe = None
+    if head is not None and config.head_init == "probe":
+        start_features = {} if start_features is None else start_features
+        key = readout_key(tags, examples)
+        if key not in start_features:
+            start_features[key] = features()
+        probe = fit_head(start_features[key], head, targets, "probe init")
     enrich_batches = _enrichment(base, tags, enriched, enrich_data or {}, config)
 
     def step_loss(_epoch: int, index: int) -> tuple[torch.Tensor, int]:
@@ -466,6 +478,15 @@ def new_head(base: Base, labels: torch.Tensor, config: TrainConfig) -> Regressio
                           bias=config.head_bias or probe or config.head_refit)
     head.initialise("zeros" if probe else config.head_init, base.embeddings())
     return head
+
+
+def readout_key(tags: TagTable, examples: list[Encoded]) -> str:
+    """What the read-out features of `examples` depend on: the tag values and the prompts (ids,
+    tag slots, read-out position). Two runs with the same key have the same features."""
+    digest = hashlib.sha256(tags.flat().detach().float().cpu().numpy().tobytes())
+    for example in examples:
+        digest.update(repr((example.ids, example.slots, example.readout)).encode())
+    return digest.hexdigest()
 
 
 def fit_head(features: torch.Tensor, head: RegressionHead, targets: torch.Tensor,

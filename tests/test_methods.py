@@ -292,10 +292,17 @@ def test_a_killed_job_of_several_runs_skips_the_finished_ones(smiles_tag, tiny_m
 
 
 def test_seeds_trained_in_one_process_equal_each_seed_alone(smiles_tag, tiny_model_dir, qed_dir,
-                                                            tmp_path):
-    """`train-function-tag --run-seeds 0 1`: one model load, the prefixes computed once for both
-    seeds (same rows, same stage-1 tag), and each seed's run as when trained alone."""
+                                                            tmp_path, monkeypatch):
+    """`train-function-tag --run-seeds 0 1`: one model load, the prefixes and the probe start's
+    features computed once for both seeds (same rows, same tags), and each seed's run as when
+    trained alone."""
+    import tagllm.train
     from tagllm.cli import main
+
+    passes = []
+    readout = tagllm.train.readout_features
+    monkeypatch.setattr(tagllm.train, "readout_features",
+                        lambda *args: passes.append(1) or readout(*args))
 
     common = ["train-function-tag", "--model", str(tiny_model_dir), "--task", "qed",
               "--data", str(qed_dir / "train.parquet"), "--domain-tags", str(smiles_tag),
@@ -304,6 +311,7 @@ def test_seeds_trained_in_one_process_equal_each_seed_alone(smiles_tag, tiny_mod
               "--standardize-labels", "--head-init", "probe"]
     together = [tmp_path / "together" / f"seed{s}" for s in (0, 1)]
     main([*common, "--run-seeds", "0", "1", "--out-dir", *map(str, together)])
+    assert len(passes) == 1  # the probe start of both seeds (no refit here)
     seed1 = json.loads((together[1] / "metrics.json").read_text())
     assert seed1["config"]["seed"] == 1
     assert seed1["prefix_cache"]["prefix_forwards"] == 0 and seed1["prefix_cache"]["reused_examples"]
