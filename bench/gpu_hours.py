@@ -10,17 +10,8 @@ downloaded and no model is loaded; it runs in well under a second.
     python bench/gpu_hours.py --measured-json gpu_check.json  # tokens/s measured by bench/gpu_check.py
     python bench/gpu_hours.py --set ba_train_val_rows=120000 --json hours.json --detail
 
-Cost model (N = 6.7e9 parameters, FLOPs per token): a gradient-free forward costs 2N; back-propagating
-through the frozen model to the inputs (activation gradients only, no weight gradients) another 2N. So
-stage 1, prompt tuning and LoRA cost 4N on every token (LoRA adds its own small weight gradients). A
-function-tag step runs the prefix before the function tag without gradients (2N per prefix token; on 7B
-the prefix cache does not fit in memory across epochs, so every epoch pays it) and the function tag (and,
-for Translate, the target text) with gradients (4N per such token, as bench/gpu_check.py counts it).
-Evaluation is a 2N forward per test token; greedy decoding is memory-bound and modelled as a fixed latency
-per decoding step of a batch. Attention-score FLOPs and padding are left out (short sequences; batches
-are length-grouped, tagllm/batching.py).
-
-The cost model and the figures live in tagllm/gpu_hours.py and tagllm/gpu_figures.py, which
+The cost model (its docstring says what each FLOP count is) and the figures live in
+tagllm/gpu_hours.py and tagllm/gpu_figures.py, which
 `python -m tagllm preflight` also uses (with the row counts and lengths of the prepared data present);
 this script is their command line, on the figures alone.
 """
