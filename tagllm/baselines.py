@@ -81,11 +81,9 @@ def train_baseline(model_dir: str | Path, method_name: str, task_name: str,
     def features() -> torch.Tensor:  # the adapted model's read-out, LoRA dropout off
         adapter.peft.eval()
         with base.autocast():
-            found = batched_features(
+            return batched_features(
                 lambda chosen: adapter.regression_hidden(tags.flat(), chosen, pad),
                 examples, batches, base.info.hidden_size)
-        adapter.peft.train()
-        return found
 
     # The head starts and ends as Tag-LLM's does (same settings, same schedule): at the probe on
     # the features training starts from, refit on the trained adapter's.

@@ -19,9 +19,10 @@ from tagllm.forward import decoder
 
 def stop_token_ids(tokenizer, stop_at_newline: bool) -> tuple[set[int], set[int]]:
     """(stops, blanks): EOS, plus every vocabulary entry that contains a line break when
-    `stop_at_newline`; and the entries with no visible text (white space, special tokens). A model asked for
-    an answer after "Output:" often starts with a line break (and then, after a few training
-    steps, its end token): an answer must start with visible text (see `greedy_decode`)."""
+    `stop_at_newline`; and the entries with no visible text (white space, special tokens). A
+    model asked for an answer after "Output:" often starts with a line break (and then, after a
+    few training steps, its end token): an answer must start with visible text (see
+    `greedy_decode`)."""
     stops = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
     blanks = set()
     for token_id in tokenizer.get_vocab().values():

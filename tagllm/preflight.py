@@ -59,26 +59,17 @@ class Check:
 
 
 # ------------------------------------------------------------------------------------------- config
-def merge_config(config: dict, overlay: Mapping) -> dict:
-    """`overlay` into `config`, as Snakemake merges `--configfile`s (`snakemake.utils.update_config`):
-    mappings key by key, anything else (null included) replaced."""
-    for key, value in overlay.items():
-        if isinstance(value, Mapping):
-            base = config.get(key)
-            config[key] = merge_config(base if isinstance(base, dict) else {}, value)
-        else:
-            config[key] = value
-    return config
-
-
 def load_config(configfiles: Sequence[str | Path], directory: str | Path = ".") -> dict:
-    """`<directory>/config.yaml` (the Snakefile's `configfile:`), then each overlay in order."""
+    """`<directory>/config.yaml` (the Snakefile's `configfile:`), then each overlay in order,
+    merged as Snakemake merges `--configfile`s."""
+    from snakemake.utils import update_config
+
     config: dict = {}
     for path in [Path(directory) / "config.yaml", *map(Path, configfiles)]:
         loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
         if loaded is not None and not isinstance(loaded, Mapping):
             raise UserError(f"{path}: not a mapping of config keys")
-        merge_config(config, loaded or {})
+        update_config(config, loaded or {})
     return config
 
 

@@ -5,11 +5,10 @@ split the batches across processes."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -35,6 +34,7 @@ from tagllm.objectives import (
 )
 from tagllm.precision import Precision
 from tagllm.precision import choose as choose_precision
+from tagllm.prefix_store import prefix_keys
 from tagllm.probe import RidgeFit, fit_ridge, head_from_fit
 from tagllm.prompts import Encoded, PromptEncoder
 from tagllm.table_checks import check_columns, check_numbers
@@ -330,7 +330,7 @@ def train_function_tags(model_dir: str | Path, task_name: str, data_path: str | 
     several = len(runs) > 1
     # Runs that start from the same tags on the same rows (the seeds of one run) have the same
     # features for their probe start: computed once.
-    start_features: dict[str, torch.Tensor] = {}
+    start_features: dict[Hashable, torch.Tensor] = {}
     results = [_train_run(base, store, method, task_name, data_path, domain_tag_dirs, out_dir,
                           tag_length, run_config, enrich_data, keep_checkpoint=several,
                           start_features=start_features)
@@ -346,7 +346,7 @@ def _train_run(base: Base, store: PrefixStore | None, method: Method, task_name:
                data_path: str | Path, domain_tag_dirs: list[str | Path], out_dir: str | Path,
                tag_length: int, config: TrainConfig, enrich_data: dict[str, str] | None,
                keep_checkpoint: bool = False,
-               start_features: dict[str, torch.Tensor] | None = None) -> dict:
+               start_features: dict[Hashable, torch.Tensor] | None = None) -> dict:
     """One run of `train_function_tags` on a loaded base, with the shared prefix store and the
     probe-start features of the runs before it (`readout_key` -> features)."""
     seed_everything(config.seed)
@@ -480,13 +480,12 @@ def new_head(base: Base, labels: torch.Tensor, config: TrainConfig) -> Regressio
     return head
 
 
-def readout_key(tags: TagTable, examples: list[Encoded]) -> str:
-    """What the read-out features of `examples` depend on: the tag values and the prompts (ids,
-    tag slots, read-out position). Two runs with the same key have the same features."""
-    digest = hashlib.sha256(tags.flat().detach().float().cpu().numpy().tobytes())
-    for example in examples:
-        digest.update(repr((example.ids, example.slots, example.readout)).encode())
-    return digest.hexdigest()
+def readout_key(tags: TagTable, examples: list[Encoded]) -> Hashable:
+    """What the read-out features of `examples` depend on: each whole prompt as the prefix store
+    keys it (ids and the values at its tag slots) and its read-out position. Two runs with the
+    same key have the same features."""
+    return tuple(zip(prefix_keys(examples, tags.flat()), (e.readout for e in examples),
+                     strict=True))
 
 
 def fit_head(features: torch.Tensor, head: RegressionHead, targets: torch.Tensor,
