@@ -5,6 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= all
+# Overlays on config.yaml, e.g. make run CONFIG="presets/own_task.yaml examples/activity/config.yaml"
+CONFIG ?=
+CONFIG_FLAG := $(if $(strip $(CONFIG)),--configfile $(CONFIG))
 
 .PHONY: run test lint venv clean
 
@@ -21,8 +24,8 @@ $(STAMP): pyproject.toml
 
 # The workflow, then Snakemake's HTML report of it (tables, figures, the DAG and run times).
 run: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" HF_HUB_OFFLINE=1 $(BIN)/snakemake --cores $(CORES)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --report results/report.html
+	PATH="$(CURDIR)/$(BIN):$$PATH" HF_HUB_OFFLINE=1 $(BIN)/snakemake --cores $(CORES) $(CONFIG_FLAG)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --report results/report.html $(CONFIG_FLAG)
 
 test: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q

@@ -1,5 +1,5 @@
 """Expected GPU hours of the paper preset (presets/paper.yaml: LLaMA-7B, the paper's datasets), per stage
-and task, for the README and docs/cluster.md.
+and task, for docs/cluster.md.
 
 Every figure printed is an ESTIMATE: dataset sizes (sourced where a source was found, otherwise a labelled
 assumption, see tagllm/gpu_figures.py), typical tokens per row, and a throughput that is either modelled

@@ -25,7 +25,7 @@ from tagllm.methods import get_method
 from tagllm.objectives import batched_features, readout_features, target_loss
 from tagllm.probe import fit_ridge, head_from_fit
 from tagllm.tags import TagTable
-from tagllm.tasks import get_task
+from tagllm.tasks import Task, as_task
 from tagllm.train import (
     Base,
     _batch_order,
@@ -40,7 +40,7 @@ from tagllm.train import (
 )
 
 
-def train_baseline(model_dir: str | Path, method_name: str, task_name: str,
+def train_baseline(model_dir: str | Path, method_name: str, task: Task | str,
                    data_path: str | Path, out_dir: str | Path, tag_length: int,
                    config: TrainConfig, device: str = "cpu", dtype: str = "float32",
                    char_level: bool = True, domain_tag_dirs: list[str | Path] | None = None,
@@ -51,13 +51,13 @@ def train_baseline(model_dir: str | Path, method_name: str, task_name: str,
         raise ValueError(f"method {method.name} is not a baseline (trainer: {method.trainer})")
     distributed.setup()
     seed_everything(config.seed)
-    task = get_task(task_name)
+    task = as_task(task)
     if task.kind != "regression" and method.trainer == "probe":
-        raise ValueError(f"a linear probe needs a regression task, not {task_name}")
+        raise ValueError(f"a linear probe needs a regression task, not {task.name}")
     base = Base.load(model_dir, dtype, device, char_level, cpu_bf16_inference)
     base.resume_precision([out_dir])
     if method.trainer == "probe":
-        return _fit_probe(base, method, task_name, data_path, out_dir, tag_length, config,
+        return _fit_probe(base, method, task, data_path, out_dir, tag_length, config,
                           domain_tag_dirs)
     frame, tags, examples, batches = _training_rows(base, method, task, data_path, tag_length,
                                                     config, domain_tag_dirs, config.max_examples)
@@ -95,7 +95,7 @@ def train_baseline(model_dir: str | Path, method_name: str, task_name: str,
     metrics = optimise(groups, named, len(batches), step_loss,
                        _batch_order(len(batches), config.seed), config, out_dir,
                        checkpoint.fingerprint(dict(
-                           task=task_name, method=method.name, data=str(data_path),
+                           task=task.to_json(), method=method.name, data=str(data_path),
                            n=len(examples), p=tag_length, model=base.info.model_id, config=config,
                            bf16=base.precision.bf16)),
                        extra_state={"bf16": base.precision.bf16})
@@ -108,9 +108,9 @@ def train_baseline(model_dir: str | Path, method_name: str, task_name: str,
             tags.save(out_dir)
         if head is not None:
             head.save(out_dir, base.info, config.head_init)
-        write_run_spec(out_dir, method, task_name, frame, task, tag_length)
-        metrics.update(task=task_name, method=method.name, examples=len(examples),
-                       hidden_size=base.info.hidden_size,
+        write_run_spec(out_dir, method, task, frame, tag_length, base)
+        metrics.update(task=task.name, task_spec=task.to_json(), method=method.name,
+                       examples=len(examples), hidden_size=base.info.hidden_size,
                        base_model=base.info.model_id,
                        trainable_parameters=sum(p.numel() for g in groups for p in g["params"]),
                        precision=base.precision.to_json(),
@@ -146,7 +146,8 @@ def _training_rows(base, method, task, data_path: str | Path, tag_length: int,
                    config: TrainConfig, domain_tag_dirs, max_examples: int):
     """The checked training table (at most `max_examples` rows, 0: all), the method's frozen tags,
     its encoded prompts and their length-grouped batches."""
-    frame = read_table(data_path, task.columns(), max_examples, config.seed)
+    frame = read_table(data_path, task.columns(), max_examples, config.seed,
+                       kinds=task.column_kinds())
     check_labels(task, frame, data_path)
     tags = TagTable(base.info)
     if method.uses_domain_tags:
@@ -158,13 +159,12 @@ def _training_rows(base, method, task, data_path: str | Path, tag_length: int,
     return frame, tags, examples, batches
 
 
-def _fit_probe(base, method, task_name: str, data_path: str | Path, out_dir: str | Path,
+def _fit_probe(base, method, task: Task, data_path: str | Path, out_dir: str | Path,
                tag_length: int, config: TrainConfig, domain_tag_dirs) -> dict:
     """The head alone, fit to its optimum: frozen features of the training rows (computed once;
     the workflow gives the linear-probing baselines every row), ridge with a leave-one-out penalty
     (`tagllm.probe`), in the head's training units."""
     started = time.perf_counter()
-    task = get_task(task_name)
     frame, tags, examples, batches = _training_rows(base, method, task, data_path, tag_length,
                                                     config, domain_tag_dirs, config.max_examples)
     labels = torch.tensor(frame[task.label].to_numpy(), dtype=torch.float32)
@@ -180,9 +180,10 @@ def _fit_probe(base, method, task_name: str, data_path: str | Path, out_dir: str
         if tags.names:
             tags.save(out_dir)
         head.save(out_dir, base.info, "probe")
-        write_run_spec(out_dir, method, task_name, frame, task, tag_length)
-        metrics.update(task=task_name, method=method.name, examples=len(examples),
-                       hidden_size=base.info.hidden_size, base_model=base.info.model_id,
+        write_run_spec(out_dir, method, task, frame, tag_length, base)
+        metrics.update(task=task.name, task_spec=task.to_json(), method=method.name,
+                       examples=len(examples), hidden_size=base.info.hidden_size,
+                       base_model=base.info.model_id,
                        trainable_parameters=sum(p.numel() for p in head.parameters()),
                        precision=base.precision.to_json(),
                        total_wall_s=time.perf_counter() - started)

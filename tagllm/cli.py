@@ -31,6 +31,20 @@ def at_least(low: int) -> Callable[[str], int]:
     return parse
 
 
+def column_spec(text: str) -> tuple[str, str]:
+    """An argparse type for --columns: NAME=KIND -> (NAME, KIND), KIND a table column kind."""
+    from tagllm.data.table import COLUMN_KINDS
+
+    name, _, kind = text.rpartition("=")
+    if not name or kind not in COLUMN_KINDS:
+        raise argparse.ArgumentTypeError(f"expected NAME=KIND with KIND one of "
+                                         f"{', '.join(COLUMN_KINDS)}, not {text!r}")
+    return name, kind
+
+
+column_spec.__name__ = "NAME=KIND"  # argparse says "invalid NAME=KIND value: 'x'"
+
+
 def add_train_config(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field, with the field's help and default."""
     group = parser.add_argument_group("training hyper-parameters")
@@ -69,13 +83,16 @@ def dataset_cli_flags(entry: Mapping[str, object], inputs: Mapping[str, object],
                       downloads_root: str) -> str:
     """`prepare-dataset` flags for one config entry of `data:`; `inputs` as the rule resolves them
     (upstream Parquet files by role), `downloads_root` where the download rule puts sources."""
-    from tagllm.data.prepare import required_downloads
+    from tagllm.data.kinds import required_downloads
 
     flags = []
     for key, value in entry.items():
         if key == "inputs":
             continue
-        if key == "path" and not value:
+        if not value and isinstance(value, str | Mapping):  # unset: the flag's default
+            continue
+        if isinstance(value, Mapping):  # table columns: --columns smiles=smiles logS=number
+            flags.append(f"--{key} " + " ".join(shlex.quote(f"{k}={v}") for k, v in value.items()))
             continue
         flags.append(f"--{key.replace('_', '-')} {shlex.quote(str(value))}")
     if required_downloads(str(entry["kind"]), str(entry["source"]), str(entry.get("lang", ""))):
@@ -84,6 +101,25 @@ def dataset_cli_flags(entry: Mapping[str, object], inputs: Mapping[str, object],
         if role in inputs:
             flags.append(f"--{role} " + " ".join(shlex.quote(str(p)) for p in inputs[role]))
     return " ".join(flags)
+
+
+def task_cli_arg(task) -> str:
+    """--task for a job: a built-in task's name when `task` is that task as shipped, else its spec
+    as (shell-quoted) JSON, so a job needs no config to know a task the config defines."""
+    from tagllm.tasks import TASKS
+
+    if TASKS.get(task.name) == task and TASKS[task.name].to_json() == task.to_json():
+        return task.name
+    return shlex.quote(json.dumps(task.to_json(), sort_keys=True))
+
+
+def domain_tag_cli_arg(tag) -> str:
+    """--tag for a stage-1 job: a built-in tag's name, or its spec as (shell-quoted) JSON."""
+    from tagllm.tasks import DOMAIN_TAGS
+
+    if DOMAIN_TAGS.get(tag.name) == tag:
+        return tag.name
+    return shlex.quote(json.dumps(tag.to_json(), sort_keys=True))
 
 
 def add_model_flags(parser: argparse.ArgumentParser) -> None:
@@ -97,6 +133,10 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cpu-bf16-inference", default="auto", choices=["auto", "true", "false"],
                         help="on CPUs, run gradient-free passes under bf16 autocast: auto (where "
                              "timing a layer's products shows it clearly faster), true or false")
+
+
+TASK_HELP = ("a built-in task (descriptor, qed, dc, ba, translate) or a task spec as JSON (what "
+             "tagllm.tasks.Task.to_json writes; the workflow passes the config's tasks so)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("prepare-dataset", help="source -> validated Parquet splits + report")
     p.add_argument("--kind", required=True,
-                   choices=["qed", "descriptor", "text", "translation", "dc", "ba"])
+                   choices=["qed", "descriptor", "text", "translation", "dc", "ba", "table"])
     p.add_argument("--source", required=True, help="see `tagllm.data.prepare` for each kind")
     p.add_argument("--out-dir", required=True)
     p.add_argument("--path", default="", help="input file (*-file sources) or downloads folder")
@@ -138,11 +178,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trust-pickle", action="store_true",
                    help="dc from tdc: read a drugcomb.pkl although its SHA-256 is not the pinned "
                         "one (unpickling runs code from the file)")
+    p.add_argument("--columns", nargs="+", type=column_spec, default=[], metavar="NAME=KIND",
+                   help="table: every column used, KIND smiles, protein, text or number")
+    p.add_argument("--split", default="random", choices=["random", "scaffold", "column"],
+                   help="table: random, scaffold (Bemis-Murcko groups) or column (--split-column)")
+    p.add_argument("--split-column", default="", help="table: column of train, valid, test")
+    p.add_argument("--scaffold-column", default="",
+                   help="table, split scaffold: smiles column (default: the first)")
+    p.add_argument("--test", default="",
+                   help="table: a separate test file with the same columns (then --path is the "
+                        "training set, not split)")
 
     p = commands.add_parser("train-domain-tag", help="stage 1: a domain tag by next-token loss")
     add_model_flags(p)
     p.add_argument("--tag", nargs="+", required=True,
-                   help="tag name, e.g. SMILES; several train one after another in this process "
+                   help="tag name, e.g. SMILES, or a tag spec as JSON ({\"name\": ..., "
+                        "\"char_level\": ...}); several train one after another in this process "
                         "(one --data, --column and --out-dir each), sharing the model")
     p.add_argument("--data", nargs="+", required=True, help="Parquet file with the text column")
     p.add_argument("--column", nargs="+", required=True, help="text column")
@@ -152,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("train-function-tag", help="stage 2: function tag + regression head")
     add_model_flags(p)
-    p.add_argument("--task", required=True)
+    p.add_argument("--task", required=True, help=TASK_HELP)
     p.add_argument("--data", required=True, help="training Parquet file")
     p.add_argument("--domain-tags", nargs="*", default=[],
                    help="stage-1 tag folders (none for methods without domain tags)")
@@ -172,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("train-baseline", help="a PEFT baseline (LoRA, prompt tuning) or probe")
     add_model_flags(p)
     p.add_argument("--method", required=True, help="e.g. lora, prompt_tuning_head, linear_probe")
-    p.add_argument("--task", required=True)
+    p.add_argument("--task", required=True, help=TASK_HELP)
     p.add_argument("--data", required=True, help="training Parquet file")
     p.add_argument("--domain-tags", nargs="*", default=[], help="stage-1 tag folders, if used")
     p.add_argument("--tag-length", type=at_least(1), default=10, help="sets prompt tuning's virtual tokens")
@@ -184,7 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", nargs="*", default=[],
                    help="run folder(s) (none: --method direct_prompting); several are scored one "
                         "after another in this process, sharing the model and the frozen prefix")
-    p.add_argument("--task", required=True)
+    p.add_argument("--task", default="",
+                   help=TASK_HELP + "; default: the run's own (run.json)")
     p.add_argument("--test", required=True, help="test Parquet file")
     p.add_argument("--out-dir", nargs="+", required=True, help="one per run (or one, without --run)")
     p.add_argument("--method", default="", help="default: the run's own (run.json)")
@@ -201,12 +253,32 @@ def build_parser() -> argparse.ArgumentParser:
                        ("evaluate-nearest-neighbour", "nearest neighbour by difflib similarity"),
                        ("evaluate-copy-source", "translation by copying the source sentence")):
         p = commands.add_parser(name, help=text)
-        p.add_argument("--task", required=True)
+        p.add_argument("--task", required=True, help=TASK_HELP)
         p.add_argument("--name", default="", help="run name for the tables (default: the task)")
         p.add_argument("--train", required=True)
         p.add_argument("--test", required=True)
         p.add_argument("--out-dir", required=True)
         p.add_argument("--max-rows", type=int, default=0, help="score the first N test rows")
+
+    p = commands.add_parser("predict", help="apply a trained run to new rows (no labels needed)")
+    p.add_argument("--run", required=True, help="run folder (results/runs/<method>/<run>/seed<N>)")
+    p.add_argument("--input", required=True, help="rows to predict: .csv, .tsv or .parquet with "
+                                                  "the task's input columns")
+    p.add_argument("--output", required=True, help="every input column plus prediction and "
+                                                   "rejected: .parquet, .csv or .tsv")
+    p.add_argument("--report", default="", help="also write a JSON summary here")
+    p.add_argument("--model", default="", help="base model folder (default: the one run.json "
+                                               "names)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--threads", type=at_least(0), default=0, help="CPU threads (0: default)")
+    p.add_argument("--cpu-bf16-inference", default="auto", choices=["auto", "true", "false"])
+    p.add_argument("--batch-size", type=at_least(1), default=16)
+    p.add_argument("--max-new-tokens", type=at_least(1), default=64,
+                   help="longest text generated (generation tasks)")
+    p.add_argument("--max-chars", type=at_least(1), default=None,
+                   help="longest field value predicted on; longer rows are rejected (default: "
+                        "tagllm.predict.DEFAULT_MAX_CHARS)")
 
     p = commands.add_parser("build-tables", help="paper tables 1-4 and 6 + summary from saved files")
     p.add_argument("--metrics", nargs="+", required=True, help="evaluation metrics.json files")
@@ -260,8 +332,9 @@ def run(args: argparse.Namespace) -> None:
         from tagllm.data.prepare import Settings, prepare_dataset
 
         fields = {f.name for f in dataclasses.fields(Settings)}
+        values = {**vars(args), "columns": dict(args.columns)}
         prepare_dataset(args.kind, args.out_dir,
-                        Settings(**{k: v for k, v in vars(args).items() if k in fields}))
+                        Settings(**{k: v for k, v in values.items() if k in fields}))
     elif args.command == "train-domain-tag":
         from tagllm.train import train_domain_tags
 
@@ -301,7 +374,7 @@ def run(args: argparse.Namespace) -> None:
     elif args.command == "evaluate":
         from tagllm.evaluate import evaluate_runs
 
-        for metrics in evaluate_runs(args.model, args.run or [None], args.out_dir, args.task,
+        for metrics in evaluate_runs(args.model, args.run or [None], args.out_dir, args.task or None,
                                      args.test, args.batch_size, args.device, args.dtype,
                                      args.char_level, args.name, args.method, args.train or None,
                                      args.max_rows, args.max_new_tokens, args.cpu_bf16_inference,
@@ -314,6 +387,14 @@ def run(args: argparse.Namespace) -> None:
         scorer = getattr(evaluate, args.command.replace("-", "_"))
         logging.info("metrics: %s", scorer(args.task, args.train, args.test, args.out_dir,
                                           args.name, args.max_rows))
+    elif args.command == "predict":
+        from tagllm.predict import predict_file
+
+        limits = {"max_chars": args.max_chars} if args.max_chars else {}
+        predict_file(args.run, args.input, args.output, args.model or None, args.report or None,
+                     batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
+                     device=args.device, dtype=args.dtype,
+                     cpu_bf16_inference=args.cpu_bf16_inference, **limits)
     elif args.command == "build-tables":
         from tagllm.report import build_tables
 

@@ -1,9 +1,11 @@
 """Check a workflow config before the DAG is built: each problem is one line that names its key.
 
 `config_problems` runs the JSON schema, refuses non-finite numbers (`.nan`, `.inf`), and checks
-the names that tie the sections together: the datasets that runs, stage-1 tags and synthetic
-inputs name (a dataset set to null in an overlay is switched off), the stage-1 tags that the runs'
-tasks need, and the runs that headline, baselines and ablations name. Without it these surface as
+the names that tie the sections together: the tasks and domain tags a config defines (each
+built as `tagllm.tasks.build_task` builds it, against the columns of the datasets its runs read),
+the datasets that runs, stage-1 tags and synthetic inputs name (a dataset set to null in an
+overlay is switched off), the stage-1 tags that the runs' tasks need, and the runs that headline,
+baselines and ablations name. Without it these surface as
 a schema dump or as a Snakemake MissingInputException. The imports are light (yaml, jsonschema
 and the task and method registries) because the Snakefile runs this before any rule exists.
 """
@@ -19,21 +21,11 @@ import yaml
 from jsonschema import Draft202012Validator, ValidationError
 from jsonschema.exceptions import best_match
 
+from tagllm.data.kinds import dataset_columns
+from tagllm.errors import UserError
 from tagllm.methods import METHODS, SWEEP_PATTERN
-from tagllm.tasks import TASK_ALIASES, TASKS
+from tagllm.tasks import TASK_ALIASES, Task, build_task, registry, run_dataset
 
-# Columns of a prepared dataset by kind (the table in tagllm/data/prepare.py).
-KIND_COLUMNS = {
-    "qed": ("id", "source_row", "smiles", "y"),
-    "descriptor": ("id", "source_row", "sequence", "y"),
-    "text": ("id", "text"),
-    "translation": ("src_lang", "tgt_lang", "src", "tgt", "setting"),
-    "dc": ("drug1", "smiles1", "drug2", "smiles2", "y"),
-    "ba": ("protein_id", "sequence", "drug", "smiles", "y"),
-}
-# The dataset kind each task trains and tests on.
-TASK_DATA_KINDS = {"descriptor": "descriptor", "qed": "qed", "dc": "dc", "ba": "ba",
-                   "translate": "translation"}
 # The dataset kind each role of a synthetic dataset's `inputs:` is built from.
 INPUT_KINDS = {"molecules": "qed", "proteins": "descriptor"}
 _YAML_SPELLING = {math.inf: ".inf", -math.inf: "-.inf"}
@@ -142,10 +134,16 @@ def _reference_problems(config: Mapping) -> list[str]:
     for name, entry in datasets.items():
         for role, source in (entry.get("inputs") or {}).items():
             dataset(("data", name, "inputs", role), source, INPUT_KINDS[role], f"inputs.{role}")
-    stage1 = config.get("stage1") or {}
+    tasks, domain_tags = _task_problems(config, problems)
+    stage1 = {tag: entry for tag, entry in (config.get("stage1") or {}).items()
+              if entry is not None}
     for tag, entry in stage1.items():
+        if tag not in domain_tags:
+            problems.append(f"{_where(('stage1', tag))}: {tag!r} is not a domain tag (built-in: "
+                            f"{', '.join(registry().domain_tags)}; a new one goes in domain_tags:)"
+                            f"{_suggest(tag, domain_tags)}")
         found = dataset(("stage1", tag, "dataset"), entry["dataset"])
-        columns = KIND_COLUMNS[found["kind"]] if found else ()
+        columns = dataset_columns(found) if found else {}
         if found and entry["column"] not in columns:
             problems.append(f"{_where(('stage1', tag, 'column'))}: {entry['column']!r} is not a "
                             f"column of dataset {entry['dataset']!r} (kind {found['kind']}: "
@@ -158,19 +156,27 @@ def _reference_problems(config: Mapping) -> list[str]:
                 continue
             if name in runs:
                 problems.append(f"{_where((stage, name))}: run {name!r} is also in {runs[name][0]}")
-            task = entry.get("task", name)
-            task = TASKS.get(TASK_ALIASES.get(task, task))
+            task = tasks.get(TASK_ALIASES.get(entry.get("task", name), entry.get("task", name)))
             runs[name] = (stage, task)
+            if task is None and entry.get("task", name) in (config.get("tasks") or {}):
+                continue  # its task does not build: reported under tasks:
+            if task is None and "task" in entry:
+                problems.append(f"{_where((stage, name, 'task'))}: unknown task "
+                                f"{entry['task']!r} (known: {', '.join(tasks)}; a new one "
+                                f"goes in tasks:){_suggest(entry['task'], tasks)}")
+                continue
             if task is None:
                 problems.append(f"{_where((stage, name))}: the run's name is not a task, so it "
-                                f"needs task: (one of {', '.join(TASKS)})")
+                                f"needs task: (one of {', '.join(tasks)})")
                 continue
             if "dataset" in entry:
-                dataset((stage, name, "dataset"), entry["dataset"], TASK_DATA_KINDS[task.name],
-                        f"task {task.name}")
+                found = dataset((stage, name, "dataset"), entry["dataset"])
             else:
-                dataset((stage, name), name, TASK_DATA_KINDS[task.name], f"task {task.name}",
-                        " (the run's name: it sets no dataset:)")
+                found = dataset((stage, name), name, note=" (the run's name: it sets no dataset:)")
+            if found is not None:
+                problem = _task_fits(task, config, found, entry.get("dataset", name))
+                if problem:
+                    problems.append(f"{_where((stage, name))}: {problem}")
             missing = [tag for tag in task.domain_tags if tag not in stage1]
             if missing:
                 problems.append(f"{_where((stage, name))}: task {task.name} needs the stage-1 "
@@ -205,6 +211,20 @@ def _reference_problems(config: Mapping) -> list[str]:
             run(("baselines", key, i), name, regression, single)
     if ablations.get("run"):
         run(("ablations", "run"), ablations["run"])
+    seeds = config.get("seeds") or [0]
+    trained_seeds = {*seeds, *(headline.get("seeds") or [])}
+    for name, entry in (config.get("predict") or {}).items():
+        run(("predict", name, "run"), entry["run"])
+        method = entry.get("method", "tagllm")
+        if method not in METHODS and not SWEEP_PATTERN.fullmatch(method):
+            problems.append(f"{_where(('predict', name, 'method'))}: {method!r} is not a method"
+                            f"{_suggest(method, METHODS)}")
+        elif METHODS.get(method) is not None and METHODS[method].trainer == "none":
+            problems.append(f"{_where(('predict', name, 'method'))}: {method} trains nothing "
+                            f"to apply")
+        if entry.get("seed", seeds[0]) not in trained_seeds:
+            problems.append(f"{_where(('predict', name, 'seed'))}: seed {entry['seed']} is not "
+                            f"trained (seeds: {', '.join(map(str, sorted(trained_seeds)))})")
     enriching = [m for m in ablations.get("methods") or [] if METHODS[m].enriched_tags_from]
     if ablations.get("enrich_run"):
         run(("ablations", "enrich_run"), ablations["enrich_run"])
@@ -212,6 +232,38 @@ def _reference_problems(config: Mapping) -> list[str]:
         problems.append(f"{_where(('ablations',))}: the {enriching[0]} ablation needs enrich_run "
                         f"(the run whose training enriches the domain tags)")
     return problems
+
+
+def _task_problems(config: Mapping, problems: list[str]) -> tuple[dict[str, Task], set[str]]:
+    """The tasks that build (built-in and the config's own) and the domain tags known; a task of
+    `tasks:` that does not build is one problem line."""
+    builtin = registry()
+    domain_tags = {*builtin.domain_tags, *(config.get("domain_tags") or {})}
+    tasks = dict(builtin.tasks)
+    for name, spec in (config.get("tasks") or {}).items():
+        try:
+            tasks[name] = build_task(name, spec or {}, domain_tags, *run_dataset(config, name))
+        except UserError as error:
+            problems.append(f"{_where(('tasks', name))}: {str(error).removeprefix(f'task {name}: ')}")
+            tasks.pop(name, None)
+    return tasks, domain_tags
+
+
+def _task_fits(task: Task, config: Mapping, entry: Mapping, dataset: str) -> str | None:
+    """Why `task` cannot read dataset `entry` (its fields and label are not columns of it, of the
+    kinds the task needs), or None."""
+    spec = (config.get("tasks") or {}).get(task.name) or registry().specs[task.name]
+    columns = dataset_columns(entry)
+    try:
+        build_task(task.name, spec, task.domain_tags, columns,
+                   f"dataset {dataset!r} (kind {entry['kind']})")
+    except UserError as error:
+        return str(error)
+    wrong = [f"{column} is {columns[column]}, not {kind}"
+             for column, kind in task.fields.items() if columns[column] != kind]
+    if wrong:
+        return f"task {task.name} reads dataset {dataset!r}, whose {'; '.join(wrong)}"
+    return None
 
 
 def _where(path: Sequence) -> str:

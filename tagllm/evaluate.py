@@ -20,10 +20,10 @@ from tagllm.batching import collate, length_grouped_batches, splice_tags
 from tagllm.generate import decode_texts, greedy_decode, stop_token_ids
 from tagllm.heads import RegressionHead
 from tagllm.methods import Method, get_method, parse_label
-from tagllm.metrics import regression_metrics, translation_metrics
+from tagllm.metrics import regression_metrics, target_class_metrics, translation_metrics
 from tagllm.objectives import PrefixStore, regression_hidden
 from tagllm.tags import TAGS_META, TagTable
-from tagllm.tasks import LANGUAGE_NAMES, Task, get_task
+from tagllm.tasks import LANGUAGE_NAMES, Task, as_task, task_from_json
 from tagllm.train import Base, encode_examples, read_run_spec, read_table
 
 # Direct prompting of translation: the base model told the languages in words, no tags; an
@@ -131,7 +131,7 @@ class Predictor:
         return texts
 
 
-def evaluate_run(model_dir: str | Path, run_dir: str | Path | None, task_name: str,
+def evaluate_run(model_dir: str | Path, run_dir: str | Path | None, task: Task | str | None,
                  test_path: str | Path, out_dir: str | Path, batch_size: int = 16,
                  device: str = "cpu", dtype: str = "float32", char_level: bool = True,
                  name: str = "", method_name: str = "", train_path: str | Path | None = None,
@@ -139,13 +139,13 @@ def evaluate_run(model_dir: str | Path, run_dir: str | Path | None, task_name: s
                  cpu_bf16_inference: str | bool = "auto") -> dict:
     """Score a run (or, with `method_name="direct_prompting"` and no run, the base model) on the
     first `max_rows` rows of `test_path` (0: all); writes predictions.parquet and metrics.json."""
-    return evaluate_runs(model_dir, [run_dir], [out_dir], task_name, test_path, batch_size,
+    return evaluate_runs(model_dir, [run_dir], [out_dir], task, test_path, batch_size,
                          device, dtype, char_level, name, method_name, train_path, max_rows,
                          max_new_tokens, cpu_bf16_inference)[0]
 
 
 def evaluate_runs(model_dir: str | Path, run_dirs: Sequence[str | Path | None],
-                  out_dirs: Sequence[str | Path], task_name: str, test_path: str | Path,
+                  out_dirs: Sequence[str | Path], task: Task | str | None, test_path: str | Path,
                   batch_size: int = 16, device: str = "cpu", dtype: str = "float32",
                   char_level: bool = True, name: str = "", method_name: str = "",
                   train_path: str | Path | None = None, max_rows: int = 0,
@@ -153,7 +153,9 @@ def evaluate_runs(model_dir: str | Path, run_dirs: Sequence[str | Path | None],
                   cache_budget_mb: int = 4096) -> list[dict]:
     """`evaluate_run` for several runs of one task on the same test rows, in one process: the
     model is loaded once, and the frozen prefix before the function tag is computed once for
-    every run that shares it (a tag-length sweep, the ablations that keep Tag-LLM's prompt)."""
+    every run that shares it (a tag-length sweep, the ablations that keep Tag-LLM's prompt).
+    A run's own task (its run.json) is the one it is scored on; `task` (a Task, its spec or a
+    built-in name) is for runs that have none, such as direct prompting."""
     if len(run_dirs) != len(out_dirs):
         raise ValueError(f"{len(run_dirs)} runs but {len(out_dirs)} output folders")
     specs = [read_run_spec(run_dir) if run_dir is not None else {} for run_dir in run_dirs]
@@ -162,29 +164,34 @@ def evaluate_runs(model_dir: str | Path, run_dirs: Sequence[str | Path | None],
     if adapters and len(run_dirs) > 1:
         # PEFT wraps the model's layers in place: a later run would see them.
         raise ValueError(f"adapter runs ({adapters}) must be evaluated one per process")
-    get_task(task_name)  # an unknown task fails before the model loads
+    # An unknown task fails before the model loads.
+    tasks = [run_task(spec, task) for spec in specs]
     base = Base.load(model_dir, dtype, device, char_level, cpu_bf16_inference)
     # One run reuses nothing: no store memory then (the prefix path still runs the common start once).
     store = PrefixStore(cache_budget_mb * 2**20 if len(run_dirs) > 1 else 0)
-    return [_evaluate(base, store, run_dir, spec, method, task_name, test_path, out_dir, batch_size,
-                      name, train_path, max_rows, max_new_tokens)
-            for run_dir, spec, method, out_dir in zip(run_dirs, specs, methods, out_dirs,
-                                                      strict=True)]
+    return [_evaluate(base, store, run_dir, spec, method, run_task_, test_path, out_dir,
+                      batch_size, name, train_path, max_rows, max_new_tokens)
+            for run_dir, spec, method, run_task_, out_dir in zip(run_dirs, specs, methods, tasks,
+                                                                 out_dirs, strict=True)]
+
+
+def run_task(spec: dict, task: Task | str | None) -> Task:
+    """The task a run is scored on: the spec its run.json holds, else `task`."""
+    if spec.get("task_spec"):
+        return task_from_json(spec["task_spec"])
+    if task is None or task == "":
+        raise ValueError("no task: the run's run.json names none, and none was given (--task)")
+    return as_task(task)
 
 
 def _evaluate(base: Base, store: PrefixStore, run_dir: str | Path | None, spec: dict,
-              method: Method, task_name: str, test_path: str | Path, out_dir: str | Path,
+              method: Method, task: Task, test_path: str | Path, out_dir: str | Path,
               batch_size: int, name: str, train_path: str | Path | None, max_rows: int,
               max_new_tokens: int) -> dict:
-    task = get_task(task_name)
     predictor = Predictor.from_run(base, run_dir, method, task)
-    frame = read_table(test_path, task.columns())
-    if max_rows and task.kind == "generation":  # per translation direction
-        frame = frame.groupby(["src_lang", "tgt_lang"], sort=False).head(max_rows)
-    elif max_rows:
-        frame = frame.head(max_rows)
+    frame = first_rows(read_table(test_path, task.columns(), kinds=task.column_kinds()), task, max_rows)
     rows = frame.to_dict("records")
-    run = name or task_name
+    run = name or task.name
     if task.kind == "generation":
         if method.name == "direct_prompting":
             texts = [direct_translation_template(base.tokenizer, r["src_lang"], r["tgt_lang"])
@@ -195,8 +202,8 @@ def _evaluate(base: Base, store: PrefixStore, run_dir: str | Path | None, spec: 
             examples = encode_examples(method, task, base.encoder(predictor.tags, task.char_fields),
                                        rows, train=False)
         hypotheses = predictor.generate(examples, batch_size, max_new_tokens, stop_at_newline=True)
-        return write_translation(frame, hypotheses, run, method.name, base.info.model_id, out_dir,
-                                 precision=base.precision.to_json())
+        return write_translation(frame, hypotheses, task, run, method.name, base.info.model_id,
+                                 out_dir, precision=base.precision.to_json())
     examples = encode_examples(method, task, base.encoder(predictor.tags, task.char_fields), rows,
                                train=False)
     if predictor.head is not None:
@@ -204,21 +211,30 @@ def _evaluate(base: Base, store: PrefixStore, run_dir: str | Path | None, spec: 
         predicted = predictor.regress(examples, batch_size, store)
         cache = {"prefix_forwards": store.computed - passes,
                  "reused_examples": store.reused - reused}
-        return _write(frame, predicted, task.name, run, method.name, base.info.model_id, out_dir,
-                      precision=base.precision.to_json(), prefix_cache=cache)
+        return _write(frame, predicted, task, run, method.name, base.info.model_id, out_dir,
+                      test_path, precision=base.precision.to_json(), prefix_cache=cache)
     if "label_mean" not in spec:
         if train_path is None:
             raise ValueError("decoding a label needs the training labels (a run or --train)")
-        labels = read_table(train_path, [task.label])[task.label].astype(float)
+        labels = read_table(train_path, [task.label], kinds=task.column_kinds())[task.label].astype(float)
         spec = {"label_mean": labels.mean(), "label_min": labels.min(), "label_max": labels.max()}
+    predicted, decoded, parsed, clipped = decode_labels(predictor, examples, batch_size, spec)
+    frame = frame.assign(decoded=decoded, parsed=[p is not None for p in parsed])
+    return _write(frame, predicted, task, run, method.name, base.info.model_id, out_dir, test_path,
+                  unparsed=sum(p is None for p in parsed), clipped=clipped,
+                  fallback=float(spec["label_mean"]), precision=base.precision.to_json())
+
+
+def decode_labels(predictor: Predictor, examples, batch_size: int, spec: dict
+                  ) -> tuple[list[float], list[str], list[float | None], int]:
+    """A label-decoding run's predictions (see `decoded_predictions`, with the training labels'
+    mean and range from `spec`), the decoded texts, the numbers read from them and how many were
+    clipped."""
     decoded = predictor.generate(examples, batch_size, LABEL_TOKENS, stop_at_newline=True)
     parsed = [parse_label(text) for text in decoded]
     predicted, clipped = decoded_predictions(parsed, float(spec["label_mean"]),
                                              float(spec["label_min"]), float(spec["label_max"]))
-    frame = frame.assign(decoded=decoded, parsed=[p is not None for p in parsed])
-    return _write(frame, predicted, task.name, run, method.name, base.info.model_id, out_dir,
-                  unparsed=sum(p is None for p in parsed), clipped=clipped,
-                  fallback=float(spec["label_mean"]), precision=base.precision.to_json())
+    return predicted, decoded, parsed, clipped
 
 
 def decoded_predictions(parsed: list[float | None], mean: float, low: float, high: float
@@ -237,77 +253,92 @@ def decoded_predictions(parsed: list[float | None], mean: float, low: float, hig
     return predictions, clipped
 
 
-def evaluate_train_mean(task_name: str, train_path: str | Path, test_path: str | Path,
+def first_rows(frame: pd.DataFrame, task: Task, max_rows: int) -> pd.DataFrame:
+    """The first `max_rows` test rows (0: all), per group for a task scored per group
+    (translation: per direction)."""
+    if not max_rows:
+        return frame
+    if task.group_by:
+        return frame.groupby(list(task.group_by), sort=False).head(max_rows)
+    return frame.head(max_rows)
+
+
+def evaluate_train_mean(task: Task | str, train_path: str | Path, test_path: str | Path,
                         out_dir: str | Path, name: str = "", max_rows: int = 0) -> dict:
     """Predict the training-label mean for every test example."""
-    task = get_task(task_name)
-    mean = float(read_table(train_path, [task.label])[task.label].mean())
-    frame = read_table(test_path, [task.label])
-    if max_rows:
-        frame = frame.head(max_rows)
-    return _write(frame, [mean] * len(frame), task.name, name or task_name, "train_mean", "none",
-                  out_dir)
+    task = as_task(task)
+    mean = float(read_table(train_path, [task.label], kinds=task.column_kinds())[task.label].mean())
+    frame = first_rows(read_table(test_path, [task.label], kinds=task.column_kinds()), task, max_rows)
+    return _write(frame, [mean] * len(frame), task, name or task.name, "train_mean", "none",
+                  out_dir, test_path)
 
 
-def evaluate_nearest_neighbour(task_name: str, train_path: str | Path, test_path: str | Path,
+def evaluate_nearest_neighbour(task: Task | str, train_path: str | Path, test_path: str | Path,
                                out_dir: str | Path, name: str = "", max_rows: int = 0) -> dict:
     """Predict the label of the most similar training string (single-input tasks: QED, Descriptor)."""
-    task = get_task(task_name)
+    task = as_task(task)
     fields = sorted(task.char_fields)
     if len(fields) != 1:
-        raise ValueError(f"nearest neighbour needs a task with one input string, not {task_name}")
+        raise ValueError(f"nearest neighbour needs a task with one input string, not {task.name}")
     column = fields[0]
-    train = read_table(train_path, [column, task.label])
-    frame = read_table(test_path, [column, task.label])
-    if max_rows:
-        frame = frame.head(max_rows)
+    train = read_table(train_path, [column, task.label], kinds=task.column_kinds())
+    frame = first_rows(read_table(test_path, [column, task.label], kinds=task.column_kinds()), task, max_rows)
     from tagllm.baselines import nearest_neighbour_labels  # no model needed: skip its imports
 
     predicted = nearest_neighbour_labels(train[column].astype(str).tolist(),
                                          train[task.label].astype(float).tolist(),
                                          frame[column].astype(str).tolist())
-    return _write(frame, predicted, task.name, name or task_name, "nearest_neighbour", "none",
-                  out_dir)
+    return _write(frame, predicted, task, name or task.name, "nearest_neighbour", "none",
+                  out_dir, test_path)
 
 
-def evaluate_copy_source(task_name: str, train_path: str | Path | None, test_path: str | Path,
+def evaluate_copy_source(task: Task | str, train_path: str | Path | None, test_path: str | Path,
                          out_dir: str | Path, name: str = "", max_rows: int = 0) -> dict:
     """Translation by copying the source sentence: the floor a translation must clear (names,
     numbers and placeholders such as `%(name)s` carry over unchanged). `train_path` is unused."""
-    task = get_task(task_name)
-    if task.kind != "generation":
-        raise ValueError(f"copying the source scores a translation task, not {task_name}")
-    frame = read_table(test_path, task.columns())
-    if max_rows:  # per direction, as evaluate_runs
-        frame = frame.groupby(["src_lang", "tgt_lang"], sort=False).head(max_rows)
-    return write_translation(frame, frame["src"].astype(str).tolist(), name or task_name,
-                             "copy_source", "none", out_dir)
+    task = as_task(task)
+    texts = [column for column, kind in task.fields.items() if kind == "text"
+             and column not in task.group_by]
+    if task.kind != "generation" or len(texts) != 1:
+        raise ValueError(f"copying the source scores a generation task with one text input, "
+                         f"not {task.name}")
+    frame = first_rows(read_table(test_path, task.columns(), kinds=task.column_kinds()), task, max_rows)
+    return write_translation(frame, frame[texts[0]].astype(str).tolist(), task,
+                             name or task.name, "copy_source", "none", out_dir)
 
 
-def _write(frame: pd.DataFrame, predicted: list[float], task: str, run: str, method: str,
-           model_id: str, out_dir: str | Path, **extra) -> dict:
+def _write(frame: pd.DataFrame, predicted: list[float], task: Task, run: str, method: str,
+           model_id: str, out_dir: str | Path, test_path: str | Path, **extra) -> dict:
+    """predictions.parquet and metrics.json of a regression run; with TDC's per-tissue MAE when
+    the test split has a `target_class` column (the DrugCombo benchmark group)."""
     out_dir = Path(out_dir)
     result = frame.copy()
     result["y_pred"] = predicted
-    metrics = {"task": task, "run": run, "method": method, "base_model": model_id,
-               **regression_metrics(result["y"], result["y_pred"]), **extra}
+    metrics = {"task": task.name, "task_spec": task.to_json(), "metric": task.metric, "run": run,
+               "method": method, "base_model": model_id,
+               **regression_metrics(result[task.label], result["y_pred"]),
+               **target_class_metrics(test_path, result[task.label], result["y_pred"]), **extra}
     write_parquet(out_dir / "predictions.parquet", result)
     write_json(out_dir / "metrics.json", metrics)
     return metrics
 
 
-def write_translation(frame: pd.DataFrame, hypotheses: list[str], run: str, method: str,
-                      model_id: str, out_dir: str | Path, **extra) -> dict:
-    """Per-direction sacreBLEU scores (and all directions pooled) of decoded translations."""
+def write_translation(frame: pd.DataFrame, hypotheses: list[str], task: Task, run: str,
+                      method: str, model_id: str, out_dir: str | Path, **extra) -> dict:
+    """sacreBLEU scores of decoded texts against the task's label column, per group (translation:
+    per direction, keyed `src-tgt`) and all groups pooled."""
     out_dir = Path(out_dir)
     result = frame.assign(hypothesis=hypotheses)
     directions = {}
-    for (src, tgt), group in result.groupby(["src_lang", "tgt_lang"], sort=True):
-        directions[f"{src}-{tgt}"] = translation_metrics(group["hypothesis"].tolist(),
-                                                         group["tgt"].tolist())
-    metrics = {"task": "translate", "run": run, "method": method, "base_model": model_id,
-               "directions": directions,
-               **translation_metrics(result["hypothesis"].tolist(), result["tgt"].tolist()), **extra}
+    for values, group in (result.groupby(list(task.group_by), sort=True) if task.group_by
+                          else ()):
+        key = "-".join(str(v) for v in (values if isinstance(values, tuple) else (values,)))
+        directions[key] = translation_metrics(group["hypothesis"].tolist(),
+                                              group[task.label].tolist())
+    metrics = {"task": task.name, "task_spec": task.to_json(), "metric": task.metric, "run": run,
+               "method": method, "base_model": model_id, "directions": directions,
+               **translation_metrics(result["hypothesis"].tolist(), result[task.label].tolist()),
+               **extra}
     write_parquet(out_dir / "predictions.parquet", result)
     write_json(out_dir / "metrics.json", metrics)
     return metrics

@@ -5,6 +5,7 @@ metric from the run's task (`qed`), as the tables do."""
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
@@ -21,19 +22,23 @@ from tagllm.report import (
     method_label,
     read_run_metrics,
     regression_runs,
-    run_task,
+    run_metric,
     tag_length_curve,
 )
-from tagllm.tasks import get_task
+from tagllm.tasks import task_of_metrics
 
 
 def plot_predictions(predictions: str | Path, out_png: str | Path, title: str) -> None:
-    """Scatter of predicted against true labels, with the identity line."""
+    """Scatter of predicted against true labels, with the identity line; the label column is the
+    task's (from the metrics.json beside the predictions; `y` without one)."""
     frame = pd.read_parquet(predictions)
+    metrics = Path(predictions).with_name("metrics.json")
+    label = task_of_metrics(json.loads(metrics.read_text(encoding="utf-8"))).label \
+        if metrics.is_file() else "y"
     figure, axis = plt.subplots(figsize=(4.5, 4.5))
-    axis.scatter(frame["y"], frame["y_pred"], s=12, alpha=0.7)
-    low = float(min(frame["y"].min(), frame["y_pred"].min()))
-    high = float(max(frame["y"].max(), frame["y_pred"].max()))
+    axis.scatter(frame[label], frame["y_pred"], s=12, alpha=0.7)
+    low = float(min(frame[label].min(), frame["y_pred"].min()))
+    high = float(max(frame[label].max(), frame["y_pred"].max()))
     axis.plot([low, high], [low, high], color="grey", linewidth=1, linestyle="--")
     axis.set_xlabel("true")
     axis.set_ylabel("predicted")
@@ -49,9 +54,8 @@ def plot_figures(summary_csv: str | Path, run_files: list[str | Path], ablation_
     out_dir = Path(out_dir)
     frame = pd.read_csv(summary_csv)
     _headline(frame, setting, out_dir / "headline.png")
-    task = run_task(frame, ablation_run) if ablation_run else None
-    if task is not None:
-        metric = get_task(task).metric
+    metric = run_metric(frame, ablation_run) if ablation_run else None
+    if metric is not None:
         _tag_length(frame, ablation_run, metric, tag_length, setting, out_dir / "tag_length.png")
         _ablation(frame, ablation_run, metric, tag_length, setting, out_dir / "ablation.png")
     else:  # an empty, titled figure: no `ablations:` section, or no results for its run
@@ -76,7 +80,7 @@ def _headline(frame, setting, out_png) -> None:
     figure, axes = plt.subplots(1, max(len(runs), 1), figsize=(2.6 * max(len(runs), 1), 3.2),
                                 squeeze=False)
     for axis, run in zip(axes[0], runs, strict=False):
-        metric = get_task(run_task(frame, run)).metric
+        metric = run_metric(frame, run)
         rows = frame[(frame.run == run) & frame.direction.isna() &
                      (frame.metric == metric)].set_index("method")
         methods = [m for m in HEADLINE_METHODS if m in rows.index]

@@ -15,8 +15,6 @@ from pathlib import Path
 
 import yaml
 
-from tagllm.tasks import TASK_ALIASES
-
 
 @dataclass(frozen=True)
 class Figure:
@@ -115,6 +113,7 @@ FIGURES: dict[str, Figure] = {
     "text_test_fraction": Figure(0.1, "tagllm/data/prepare.py Settings.test_fraction default"),
 }
 
+ROOT = Path(__file__).resolve().parents[1]  # the checkout: config.yaml, presets/
 # Read from the preset when it has them (see preset_figures); these are the paper's values (A.1).
 PRESET_DEFAULTS: dict[str, Figure] = {
     "tag_length": Figure(10, "paper A.1 (p = 10)"),
@@ -166,6 +165,29 @@ def preset_figures(preset: str | Path | Mapping, name: str = "config") -> dict[s
     return figures
 
 
+def seed_figures(preset: str | Path | Mapping) -> dict[str, Figure]:
+    """`seeds_<task>`: how many seeds the experiment plan (`tagllm.plan`) trains and scores
+    Tag-LLM with on the run of each task, from a merged config, or a preset file merged onto
+    config.yaml as Snakemake merges it. Nothing where the config cannot be read."""
+    from tagllm.plan import build_plan
+    from tagllm.preflight import active, load_config
+
+    if isinstance(preset, Mapping):
+        config, name = preset, "config"
+    else:
+        try:
+            config, name = load_config([preset], ROOT), Path(preset).name
+        except (OSError, ValueError, yaml.YAMLError):
+            return {}
+    plan = build_plan(active(config))
+    out: dict[str, Figure] = {}
+    for run in plan.runs.values():
+        seeds = plan.job_seeds("tagllm", run.name)
+        out.setdefault(f"seeds_{run.task.name}",
+                       Figure(float(len(seeds)), f"{name}: Tag-LLM on {run.name}, seeds {seeds}"))
+    return out
+
+
 # Columns whose mean length (characters = tokens on the character path) replaces an assumed figure;
 # DC's two SMILES columns share one figure.
 LENGTH_FIGURES = {
@@ -179,13 +201,12 @@ LENGTH_FIGURES = {
 
 def task_datasets(config: Mapping) -> dict[str, str]:
     """The dataset each task trains on: that of its first run in stage2/stage3 (null runs are off)."""
+    from tagllm.plan import build_plan
+    from tagllm.preflight import active
+
     out: dict[str, str] = {}
-    for stage in ("stage2", "stage3"):
-        for name, entry in (config.get(stage) or {}).items():
-            if entry is None:
-                continue
-            task = entry.get("task", name)
-            out.setdefault(TASK_ALIASES.get(task, task), entry.get("dataset", name))
+    for run in build_plan(active(config)).runs.values():
+        out.setdefault(run.task.name, run.dataset)
     return out
 
 

@@ -1,5 +1,5 @@
 """Expected GPU hours of the paper preset (presets/paper.yaml: LLaMA-7B, the paper's datasets), per stage
-and task: the cost model behind `bench/gpu_hours.py` (the README's and docs/cluster.md's table) and
+and task: the cost model behind `bench/gpu_hours.py` (docs/cluster.md's table) and
 `python -m tagllm preflight`.
 
 Every figure printed is an ESTIMATE: dataset sizes (sourced where a source was found, otherwise a labelled
@@ -31,9 +31,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tagllm.gpu_figures import FIGURES, Figure, preset_figures
+from tagllm.gpu_figures import FIGURES, ROOT, Figure, preset_figures, seed_figures
 
-ROOT = Path(__file__).resolve().parents[1]
 N_PARAMS = 6.7e9  # LLaMA-7B
 # LoRA as tagllm/adapters.py builds it: PEFT's default targets for LLaMA (q_proj, v_proj), rank 8,
 # in 32 layers of width 4096: 32 x 2 x (4096 x 8 + 8 x 4096) trainable weights, 6 FLOPs each per token.
@@ -238,11 +237,15 @@ def build_jobs(f: Mapping[str, float]) -> list[Job]:
                     head + f["protein_chars_le512"], head + f["protein_chars_le512"], "4N all"))
 
     # -- stages 2 and 3: Tag-LLM's function tags, and their evaluation
+    # (each seed the plan trains and scores Tag-LLM with: `seeds_<task>`, tagllm.plan)
     for task in (*REGRESSION_TASKS, "translate"):
         stage = "3" if task in ("ba", "translate") else "2"
         rows = translate_train if task == "translate" else train_rows[task]
-        jobs.append(function_tag_job(stage, FUNCTION_TAGS[task], task, prompt(task), rows, epochs[task]))
-        jobs.append(eval_job("Tag-LLM (5 tasks)", task, prompt(task)))
+        seeds = int(f.get(f"seeds_{task}", 1))
+        group = FUNCTION_TAGS[task] + (f" x {seeds} seeds" if seeds > 1 else "")
+        for _ in range(seeds):
+            jobs.append(function_tag_job(stage, group, task, prompt(task), rows, epochs[task]))
+            jobs.append(eval_job("Tag-LLM (5 tasks, every seed)", task, prompt(task)))
 
     # -- baselines (paper Tables 2-3) on the four regression tasks, Tag-LLM's epochs
     for task in REGRESSION_TASKS:
@@ -370,7 +373,7 @@ def compute(peak_tflops: float = 312.0, mfu: float = 0.4, measured_json: str | N
 
     `preset`: a preset file or a merged config mapping; `data`: figures read from the prepared data
     (`gpu_figures.data_figures`), which replace the assumed ones."""
-    figures = {**FIGURES, **preset_figures(preset), **(data or {})}
+    figures = {**FIGURES, **preset_figures(preset), **seed_figures(preset), **(data or {})}
     for key, value in (overrides or {}).items():
         if key not in figures:
             raise ValueError(f"unknown figure {key!r}; known: {', '.join(sorted(figures))}")

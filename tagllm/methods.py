@@ -61,7 +61,8 @@ class Method:
         if not self.function_tag:
             text = text.replace(f" <{task.function_tag}>", "")
         if self.domain == "none":
-            text = re.sub(r"<[A-Z][A-Za-z]*> ", "", text)
+            for tag in task.domain_tags:
+                text = text.replace(f"<{tag}> ", "")
         return text
 
     def virtual_tokens(self, task: Task, tag_length: int) -> int:

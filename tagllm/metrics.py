@@ -1,5 +1,10 @@
 """Metrics of the paper's tasks: MSE, MAE, Pearson r and Spearman rho for regression; spBLEU, BLEU
-and chrF (sacreBLEU) for translation."""
+and chrF (sacreBLEU) for translation; and TDC's per-tissue MAE of the DrugCombo group.
+
+Against TDC's evaluator (tdc/evaluator.py): its `mae` is scikit-learn's `mean_absolute_error`, the
+mean of |y - p| as here; its `pcc` (the DTI-DG group's metric) is `np.corrcoef(y, p)[1, 0]`, the
+same Pearson r that `scipy.stats.pearsonr` gives here (they agree to rounding, ~1e-15;
+tests/test_tdc_groups.py); TDC rounds the reported numbers to 3 decimals, we do not."""
 
 from __future__ import annotations
 
@@ -31,6 +36,44 @@ def regression_metrics(truth: Sequence[float], predicted: Sequence[float]) -> di
         "spearman": math.nan if constant else float(stats.spearmanr(y, p).statistic),
         "n": len(y),
     }
+
+
+TARGET_CLASS = "target_class"  # the DrugCombo group's test column TDC also scores by (tissue)
+
+
+def mae_by_group(truth: Sequence[float], predicted: Sequence[float], groups: Sequence[object]
+                 ) -> dict[str, float]:
+    """MAE within each group, as TDC's benchmark evaluation scores a test file with a
+    `target_class` column (DrugCombo: one MAE per tissue, reported as `<benchmark>_<tissue>`):
+    {group: mean |p - y| over its rows}, groups in order of first appearance."""
+    y = np.asarray(truth, dtype=np.float64)
+    p = np.asarray(predicted, dtype=np.float64)
+    labels = np.asarray([str(g) for g in groups], dtype=object)
+    if not (y.shape == p.shape == labels.shape) or y.ndim != 1:
+        raise ValueError(f"truth, predictions and groups must be 1-D and equal length "
+                         f"({y.shape}, {p.shape}, {labels.shape})")
+    if not (np.isfinite(y).all() and np.isfinite(p).all()):
+        raise ValueError("truth or predictions contain NaN or infinity")
+    error = np.abs(p - y)
+    return {str(group): float(error[labels == group].mean())
+            for group in dict.fromkeys(labels.tolist())}
+
+
+def target_class_metrics(test_path: str | Path, truth: Sequence[float],
+                         predicted: Sequence[float]) -> dict:
+    """`{"mae_by_target_class": {tissue: MAE}}` when the test split at `test_path` has a
+    `target_class` column (the DrugCombo group's test file), else `{}`. `truth` and `predicted`
+    are the first len(truth) test rows in file order (all of them, or evaluate's `max_rows`)."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    if TARGET_CLASS not in pq.read_schema(test_path).names:
+        return {}
+    groups = pd.read_parquet(test_path, columns=[TARGET_CLASS])[TARGET_CLASS]
+    if len(groups) < len(truth):
+        raise ValueError(f"{test_path}: {len(groups)} rows, but {len(truth)} predictions")
+    return {f"mae_by_{TARGET_CLASS}": mae_by_group(truth, predicted,
+                                                   groups.iloc[:len(truth)].tolist())}
 
 
 def spbleu_model_path() -> Path:

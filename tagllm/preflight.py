@@ -95,7 +95,7 @@ def active(config: Mapping) -> dict:
 # ---------------------------------------------------------------------------------------- downloads
 def required_sources(config: Mapping) -> list[str]:
     """Download sources the config's datasets are prepared from, in the order they first appear."""
-    from tagllm.data.prepare import required_downloads
+    from tagllm.data.kinds import required_downloads
 
     sources: list[str] = []
     for entry in (config.get("data") or {}).values():

@@ -1,16 +1,18 @@
 """The paper's tables from saved evaluation and training files: no model is loaded, nothing is
 retrained. Each table is written as CSV (long form: run, task, method, metric, value (the mean
-over seeds), sd (their standard deviation), seeds (how many), paper_value, direction (translation
-only)) and Markdown (wide, "mean +- sd (n seeds)" where a number has several seeds, the paper's
-value in its own column, a caption naming the base model and data).
+over seeds), sd (their standard deviation), seeds (how many), paper_value, headline (whether the
+metric is the task's own), direction (translation only)) and Markdown (wide, "mean +- sd (n
+seeds)" where a number has several seeds, the paper's value in its own column, a caption naming
+the base model and data).
 
 Tables: 1 translation (per direction), 2 scientific tasks, 3 PEFT baselines given Tag-LLM's help,
 4 ablations and the tag-length sweep, 6 trainable parameters; `summary.csv` holds every number.
 
 A run (a key of `stage2`/`stage3`, e.g. `my_qed`) is not a task (what it learns, e.g. `qed`): the
 tables label their rows and columns by run, and take a run's metric, paper values and order from
-its task. Evaluation files record both (`run`, `task`); training metrics record the task only, so
-a run's name comes from its folder, `results/runs/<method>/<run>/seed<N>/metrics.json`.
+its task. Evaluation files record both (`run`, `task`, and the task's full spec, so a task defined
+in a config needs no registry here); training metrics record the task only, so a run's name comes
+from its folder, `results/runs/<method>/<run>/seed<N>/metrics.json`.
 """
 
 from __future__ import annotations
@@ -25,13 +27,13 @@ import pandas as pd
 
 from tagllm.atomic import write_text
 from tagllm.methods import MODEL_FREE_PAPER, SWEEP_PATTERN, get_method
-from tagllm.tasks import get_task
+from tagllm.tasks import task_of_metrics
 
 # `direction`: a translation direction (`en-fr`), empty for a regression run; last, as only
 # translation rows have one.
 KEYS = ["run", "task", "method", "metric", "direction"]
 SUMMARY_COLUMNS = ["run", "task", "method", "metric", "value", "sd", "seeds", "paper_value",
-                   "direction"]
+                   "headline", "direction"]
 DIRECTIONS = ["en-fr", "fr-en", "en-ru", "ru-en", "en-de", "de-en", "it-fr", "fr-it", "es-pt",
               "pt-es"]
 # Paper Table 1 (spBLEU, FLORES-101 devtest subset, LLaMA-7B).
@@ -97,7 +99,7 @@ def long_rows(evaluations: list[dict]) -> pd.DataFrame:
     the paper's (looked up by task: a run `my_qed` of task `qed` gets QED's)."""
     records = []
     for metrics in evaluations:
-        task = get_task(metrics["task"])
+        task = task_of_metrics(metrics)
         run, method = metrics.get("run", metrics["task"]), metrics["method"]
         key = {"run": run, "task": task.name, "direction": None, "method": method}
         if "directions" in metrics:  # a translation: scored per direction
@@ -109,18 +111,21 @@ def long_rows(evaluations: list[dict]) -> pd.DataFrame:
                     if metric in scores:  # `nonempty` is newer than some metrics files
                         records.append({**key, "direction": direction, "metric": metric,
                                         "value": _number(scores[metric]),
-                                        "paper_value": paper if metric == "spbleu" else None})
+                                        "paper_value": paper if metric == "spbleu" else None,
+                                        "headline": metric == task.metric})
             continue
         for metric in dict.fromkeys([task.metric, "mse", "mae", "pearson"]):
             records.append({**key, "metric": metric, "value": _number(metrics[metric]),
                             "paper_value": paper_value(method, task.name)
-                            if metric == task.metric else None})
-    frame = pd.DataFrame(records, columns=[*KEYS, "value", "paper_value"])
+                            if metric == task.metric else None,
+                            "headline": metric == task.metric})
+    frame = pd.DataFrame(records, columns=[*KEYS, "value", "paper_value", "headline"])
     if frame.empty:
         return frame.reindex(columns=SUMMARY_COLUMNS)
     grouped = frame.groupby(KEYS, sort=False, dropna=False)
     return grouped.agg(value=("value", "mean"), sd=("value", "std"), seeds=("value", "size"),
-                       paper_value=("paper_value", "first")).reset_index()[SUMMARY_COLUMNS]
+                       paper_value=("paper_value", "first"),
+                       headline=("headline", "first")).reset_index()[SUMMARY_COLUMNS]
 
 
 def cell(value: object) -> str:
@@ -166,6 +171,12 @@ def run_task(frame: pd.DataFrame, run: str) -> str | None:
     return str(tasks.iloc[0]) if len(tasks) else None
 
 
+def run_metric(frame: pd.DataFrame, run: str) -> str | None:
+    """A run's headline metric (its task's), as the summary marks it; None without results."""
+    metrics = frame.metric[(frame.run == run) & frame.headline.astype(bool)]
+    return str(metrics.iloc[0]) if len(metrics) else None
+
+
 def regression_runs(frame: pd.DataFrame) -> list[str]:
     """The runs scored without directions, in the paper's task order (runs of one task, and of
     tasks the paper lacks, in the order of their evaluation files)."""
@@ -185,18 +196,19 @@ def table_tasks(frame: pd.DataFrame, methods: list[str], runs: list[dict]) -> pd
     """Wide table: one row per method, per run our value and the paper's for its task (Tables 2
     and 3)."""
     trainable = _trainable(runs)
-    columns = [(run, get_task(run_task(frame, run))) for run in regression_runs(frame)]
+    columns = [(run, run_task(frame, run), run_metric(frame, run))
+               for run in regression_runs(frame)]
     rows = []
     for method in methods:
         if not (frame.method == method).any():
             continue
         row = {"method": method_label(method)}
-        counts = {trainable[(method, run)] for run, _ in columns if (method, run) in trainable}
+        counts = {trainable[(method, run)] for run, *_ in columns if (method, run) in trainable}
         row["trainable"] = "/".join(str(c) for c in sorted(counts)) if counts else \
             ("0" if method in ("nearest_neighbour", "train_mean", "direct_prompting") else "-")
-        for run, task in columns:
-            row[f"{run} {task.metric} (ours)"] = _lookup(frame, run, method, task.metric)
-            row[f"{run} (paper)"] = paper_value(method, task.name)
+        for run, task, metric in columns:
+            row[f"{run} {metric} (ours)"] = _lookup(frame, run, method, metric)
+            row[f"{run} (paper)"] = paper_value(method, task)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -245,10 +257,9 @@ def full_method(frame: pd.DataFrame, run: str, tag_length: int) -> str:
 def table_ablation(frame: pd.DataFrame, run: str, tag_length: int) -> pd.DataFrame:
     """Table 4 and the tag-length sweep on one run (paper: DC, MAE); empty when the run has no
     results."""
-    task = run_task(frame, run)
-    if task is None:
+    task, metric = run_task(frame, run), run_metric(frame, run)
+    if task is None or metric is None:
         return pd.DataFrame()
-    metric = get_task(task).metric
     rows = []
     for method in TABLE4_METHODS:
         if method == "tagllm":
@@ -268,10 +279,9 @@ def table_ablation(frame: pd.DataFrame, run: str, tag_length: int) -> pd.DataFra
 
 def tag_length_curve(frame: pd.DataFrame, run: str, tag_length: int) -> list[tuple[int, float]]:
     """(p, metric) for every tag length run on `run`; the default length is Tag-LLM itself."""
-    task = run_task(frame, run)
-    if task is None:
+    metric = run_metric(frame, run)
+    if metric is None:
         return []
-    metric = get_task(task).metric
     points = []
     for method in dict.fromkeys(frame[frame.run == run].method):
         match = SWEEP_PATTERN.fullmatch(method)
@@ -309,7 +319,7 @@ def table_params(runs: list[dict], tag_length: int) -> pd.DataFrame:
         stage1 = tag_length * hidden if method == "tagllm" else 0
         counts = sorted({r["trainable_parameters"] + stage1 for r in runs
                          if r.get("method", "tagllm") == method and "trainable_parameters" in r
-                         and "task" in r and len(get_task(r["task"]).domain_tags) == 1})
+                         and "task" in r and len(task_of_metrics(r).domain_tags) == 1})
         rows.append({"method": method_label(method),
                      "measured in our runs": "/".join(map(str, counts)) or "-",
                      "formula, this model": formula_here[method] if method != "lora_head" else "-",

@@ -5,7 +5,7 @@ row (counting from 1) and the reason: training has nowhere to report skipped row
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -14,15 +14,28 @@ from tagllm.errors import UserError
 from tagllm.tasks import LANGUAGE_NAMES
 
 
-def check_columns(frame: pd.DataFrame, columns: Sequence[str], path: Path) -> None:
-    """A label column (`y`) holds finite numbers; every other column of `columns` non-empty text;
-    SMILES columns (`smiles*`) ASCII that RDKit parses; `sequence` the 20 standard residues in
-    upper case; `src_lang`/`tgt_lang` known language codes."""
+def check_columns(frame: pd.DataFrame, columns: Sequence[str], path: Path,
+                  kinds: Mapping[str, str] | None = None) -> None:
+    """Each column of `columns` holds what its kind (`kinds`: smiles, protein, text or number;
+    a task's `column_kinds()`) says: numbers finite, text non-empty, SMILES ASCII that RDKit
+    parses, proteins the 20 standard residues in upper case; `src_lang`/`tgt_lang` known
+    language codes. Without a kind, the built-in datasets' names say it: `y` is a number,
+    `smiles*` a SMILES, `sequence` a protein, anything else text."""
     for column in dict.fromkeys(columns):
-        if column == "y":
+        kind = (kinds or {}).get(column) or default_kind(column)
+        if kind == "number":
             check_numbers(frame[column], path, "label")
         else:
-            check_text(frame[column], path)
+            check_text(frame[column], path, kind)
+
+
+def default_kind(column: str) -> str:
+    """What a column of a built-in dataset holds, by its name."""
+    if column == "y":
+        return "number"
+    if column.startswith("smiles"):
+        return "smiles"
+    return "protein" if column == "sequence" else "text"
 
 
 MAX_SMILES_CHARS = 10_000  # checked before RDKit parses: bounded time on pathological input
@@ -47,14 +60,14 @@ def check_numbers(values: pd.Series, path: Path, what: str) -> None:
             raise UserError(f"{where}: {kind} {what}s in {_rows(values.index[bad])}")
 
 
-def _text_problem(column: str, value: object) -> str:
-    """Why `value` cannot be in `column` of a prepared table ("" if it can)."""
+def _text_problem(column: str, kind: str, value: object) -> str:
+    """Why `value` cannot be in `column` (of `kind`) of a prepared table ("" if it can)."""
     if not isinstance(value, str):
         missing = value is None or value is pd.NA or (isinstance(value, float) and value != value)
         return "missing value" if missing else f"{type(value).__name__} {value!r}, not text"
     if not value.strip():
         return "empty text"
-    if column.startswith("smiles"):
+    if kind == "smiles":
         if not value.isascii():
             return f"non-ASCII character {next(c for c in value if not c.isascii())!r} in a SMILES"
         if len(value) > MAX_SMILES_CHARS:
@@ -64,7 +77,7 @@ def _text_problem(column: str, value: object) -> str:
         RDLogger.DisableLog("rdApp.*")
         if Chem.MolFromSmiles(value) is None:
             return f"RDKit cannot parse the SMILES {value[:60]!r}"
-    if column == "sequence":
+    if kind == "protein":
         from tagllm.data.proteins import STANDARD_RESIDUES
 
         bad = sorted(set(value) - STANDARD_RESIDUES)
@@ -76,20 +89,21 @@ def _text_problem(column: str, value: object) -> str:
     return ""
 
 
-def check_text(values: pd.Series, path: Path) -> None:
-    """Every value valid text for its column (`_text_problem`), else a `UserError` naming the file,
-    column, rows and the first reason."""
+def check_text(values: pd.Series, path: Path, kind: str | None = None) -> None:
+    """Every value valid text of its kind (smiles, protein, text; default by the column's name:
+    `_text_problem`), else a `UserError` naming the file, column, rows and the first reason."""
     if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
         raise UserError(f"{path}: column {values.name!r} holds {values.dtype} values, not text "
                         f"(first: {values.iloc[0]!r})")
     column, known = str(values.name), {}
+    kind = kind or default_kind(column)
     reasons = []
     for value in values:
         if not isinstance(value, str):
-            reasons.append(_text_problem(column, value))
+            reasons.append(_text_problem(column, kind, value))
             continue
         if value not in known:  # molecules repeat across pairs: parse each once
-            known[value] = _text_problem(column, value)
+            known[value] = _text_problem(column, kind, value)
         reasons.append(known[value])
     bad = [i for i, reason in enumerate(reasons) if reason]
     if bad:

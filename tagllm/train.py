@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -39,7 +39,7 @@ from tagllm.probe import RidgeFit, fit_ridge, head_from_fit
 from tagllm.prompts import Encoded, PromptEncoder
 from tagllm.table_checks import check_columns, check_numbers
 from tagllm.tags import TagTable, read_tag_files
-from tagllm.tasks import get_domain_tag, get_task
+from tagllm.tasks import DomainTag, Task, as_domain_tag, as_task
 
 log = logging.getLogger("tagllm")
 __all__ = ["Base", "encode_examples", "read_run_spec", "read_table", "train_domain_tag",
@@ -58,6 +58,7 @@ class Base:
     # Whether gradient-free CPU passes (cached prefixes, probe features, evaluation) run under bf16
     # autocast: chosen by measuring at load time (`tagllm.precision`), or forced.
     precision: Precision = field(default_factory=lambda: Precision("false", False, "default"))
+    model_dir: str = ""  # the folder it was loaded from (recorded in run.json for `predict`)
 
     @classmethod
     def load(cls, model_dir: str | Path, dtype: str, device: str, char_level: bool = True,
@@ -68,7 +69,8 @@ class Base:
         # Half-precision CPU gradient passes take the direct attention only where bf16 is fast.
         use_direct_attention(model, cpu_half=precision.bf16 or device_type.type != "cpu")
         log.info("precision: %s", precision.reason)
-        return cls(model, tokenizer, model_info(model, model_dir), char_level, precision)
+        return cls(model, tokenizer, model_info(model, model_dir), char_level, precision,
+                   str(model_dir))
 
     @property
     def cpu_bf16_inference(self) -> bool:
@@ -114,10 +116,11 @@ class Base:
         return self.autocast()
 
 
-def read_table(path: str | Path, columns: list[str], max_rows: int = 0, seed: int = 0
-               ) -> pd.DataFrame:
+def read_table(path: str | Path, columns: list[str], max_rows: int = 0, seed: int = 0,
+               kinds: Mapping[str, str] | None = None) -> pd.DataFrame:
     """Read a prepared Parquet file, checking it has the columns, at least one row, and in `columns`
-    only values a prepare step keeps (`table_checks.check_columns`)."""
+    only values a prepare step keeps (`table_checks.check_columns`; `kinds`: what each column
+    holds, a task's `column_kinds()`)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: dataset file not found (did the prepare rule run?)")
@@ -133,7 +136,7 @@ def read_table(path: str | Path, columns: list[str], max_rows: int = 0, seed: in
     frame = frame.reset_index(drop=True)  # the index: row positions, for the messages
     if max_rows and len(frame) > max_rows:
         frame = frame.sample(n=max_rows, random_state=seed).sort_index()
-    check_columns(frame, columns, path)
+    check_columns(frame, columns, path, kinds)
     return frame.reset_index(drop=True)
 
 
@@ -147,24 +150,27 @@ def _batch_order(n_batches: int, seed: int):
     return order
 
 
-def _domain_examples(base: Base, tags: TagTable, tag: str, texts) -> list[Encoded]:
-    spec = get_domain_tag(tag)
+def _domain_examples(base: Base, tags: TagTable, tag: DomainTag | str, texts) -> list[Encoded]:
+    spec = as_domain_tag(tag)
     encoder = base.encoder(tags, spec.char_fields)
     return [encoder.encode(spec.template, {"text": t}) for t in texts]
 
 
 # --------------------------------------------------------------------------- stage 1
-def train_domain_tag(model_dir: str | Path, data_path: str | Path, column: str, tag: str,
+def train_domain_tag(model_dir: str | Path, data_path: str | Path, column: str,
+                     tag: DomainTag | str,
                      out_dir: str | Path, tag_length: int, config: TrainConfig,
                      device: str = "cpu", dtype: str = "float32", char_level: bool = True,
                      cpu_bf16_inference: str | bool = "auto") -> dict:
-    """Stage 1: learn `<tag>` from unlabeled text by next-token prediction on `<tag> text`."""
+    """Stage 1: learn `<tag>` from unlabeled text by next-token prediction on `<tag> text`; `tag`
+    is a DomainTag, its JSON spec or a built-in tag's name."""
     return train_domain_tags(model_dir, [(tag, data_path, column, out_dir)], tag_length, config,
                              device, dtype, char_level, cpu_bf16_inference)[0]
 
 
 def train_domain_tags(model_dir: str | Path,
-                      tags: Sequence[tuple[str, str | Path, str, str | Path]], tag_length: int,
+                      tags: Sequence[tuple[DomainTag | str, str | Path, str, str | Path]],
+                      tag_length: int,
                       config: TrainConfig, device: str = "cpu", dtype: str = "float32",
                       char_level: bool = True, cpu_bf16_inference: str | bool = "auto"
                       ) -> list[dict]:
@@ -185,15 +191,17 @@ def train_domain_tags(model_dir: str | Path,
     return results
 
 
-def _train_domain_tag(base: Base, tag: str, data_path: str | Path, column: str,
+def _train_domain_tag(base: Base, tag: DomainTag | str, data_path: str | Path, column: str,
                       out_dir: str | Path, tag_length: int, config: TrainConfig,
                       keep_checkpoint: bool = False) -> dict:
     seed_everything(config.seed)
+    spec = as_domain_tag(tag)
+    tag = spec.name
     texts = read_table(data_path, [column], config.max_examples, config.seed)[column].astype(str)
     tags = TagTable(base.info)
     tags.add_new(tag, "domain", 1, tag_length, base.embeddings(), run=f"stage1/{tag}")
     tags.to(base.device)
-    examples = _domain_examples(base, tags, tag, texts)
+    examples = _domain_examples(base, tags, spec, texts)
     batches = length_grouped_batches([len(e) for e in examples], config.batch_size, None)
 
     def step_loss(_epoch: int, index: int) -> tuple[torch.Tensor, int]:
@@ -262,11 +270,15 @@ def encode_examples(method: Method, task, encoder: PromptEncoder, rows: list[dic
     return examples
 
 
-def write_run_spec(out_dir: str | Path, method: Method, task_name: str, frame: pd.DataFrame,
-                   task, tag_length: int) -> None:
-    """run.json: what evaluation needs to rebuild the method, and the training labels' mean (the
-    answer when a decoded text holds no number) and range (decoded numbers are clipped to it)."""
-    spec = {"format": "tagllm.run/1", "method": method.name, "task": task_name,
+def write_run_spec(out_dir: str | Path, method: Method, task: Task, frame: pd.DataFrame,
+                   tag_length: int, base: Base) -> None:
+    """run.json: what evaluation and prediction need to rebuild the run without a registry (the
+    method, the full task spec, the base model and how it tokenises), and the training labels'
+    mean (the answer when a decoded text holds no number) and range (decoded numbers are clipped
+    to it)."""
+    spec = {"format": "tagllm.run/1", "method": method.name, "task": task.name,
+            "task_spec": task.to_json(), "base_model": base.info.model_id,
+            "model_dir": base.model_dir, "char_level": base.char_level,
             "tag_length": tag_length,
             "function_tag_length": method.function_tag_length or tag_length}
     if task.kind == "regression":
@@ -283,7 +295,7 @@ def read_run_spec(run_dir: str | Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def train_function_tag(model_dir: str | Path, task_name: str, data_path: str | Path,
+def train_function_tag(model_dir: str | Path, task: Task | str, data_path: str | Path,
                        domain_tag_dirs: list[str | Path], out_dir: str | Path, tag_length: int,
                        config: TrainConfig, device: str = "cpu", dtype: str = "float32",
                        char_level: bool = True, enrich_data: dict[str, str] | None = None,
@@ -294,12 +306,12 @@ def train_function_tag(model_dir: str | Path, task_name: str, data_path: str | P
     `method_name` picks Tag-LLM or one of its ablations (see `tagllm.methods`). `enrich_data` maps
     a domain tag to its stage-1 text, as `path` (a `text` column) or `path:column`; with
     `config.enrich` those tags are updated too and their LM loss is added to the task loss."""
-    return train_function_tags(model_dir, task_name, data_path, domain_tag_dirs,
+    return train_function_tags(model_dir, task, data_path, domain_tag_dirs,
                                [(method_name, out_dir)], tag_length, config, device, dtype,
                                char_level, enrich_data, cpu_bf16_inference)[0]
 
 
-def train_function_tags(model_dir: str | Path, task_name: str, data_path: str | Path,
+def train_function_tags(model_dir: str | Path, task: Task | str, data_path: str | Path,
                         domain_tag_dirs: list[str | Path],
                         runs: Sequence[tuple[str, str | Path]], tag_length: int,
                         config: TrainConfig, device: str = "cpu", dtype: str = "float32",
@@ -320,7 +332,7 @@ def train_function_tags(model_dir: str | Path, task_name: str, data_path: str | 
         if method.trainer != "tags":
             raise ValueError(f"method {method.name} does not train tags "
                              f"(its trainer: {method.trainer})")
-    get_task(task_name)  # an unknown task fails before the model loads
+    task = as_task(task)  # an unknown task fails before the model loads
     distributed.setup()
     base = Base.load(model_dir, dtype, device, char_level, cpu_bf16_inference)
     base.resume_precision([out_dir for _, out_dir in runs])
@@ -331,7 +343,7 @@ def train_function_tags(model_dir: str | Path, task_name: str, data_path: str | 
     # Runs that start from the same tags on the same rows (the seeds of one run) have the same
     # features for their probe start: computed once.
     start_features: dict[Hashable, torch.Tensor] = {}
-    results = [_train_run(base, store, method, task_name, data_path, domain_tag_dirs, out_dir,
+    results = [_train_run(base, store, method, task, data_path, domain_tag_dirs, out_dir,
                           tag_length, run_config, enrich_data, keep_checkpoint=several,
                           start_features=start_features)
                for method, (_, out_dir), run_config in zip(methods, runs, configs, strict=True)]
@@ -342,7 +354,7 @@ def train_function_tags(model_dir: str | Path, task_name: str, data_path: str | 
     return results
 
 
-def _train_run(base: Base, store: PrefixStore | None, method: Method, task_name: str,
+def _train_run(base: Base, store: PrefixStore | None, method: Method, task: Task,
                data_path: str | Path, domain_tag_dirs: list[str | Path], out_dir: str | Path,
                tag_length: int, config: TrainConfig, enrich_data: dict[str, str] | None,
                keep_checkpoint: bool = False,
@@ -350,8 +362,8 @@ def _train_run(base: Base, store: PrefixStore | None, method: Method, task_name:
     """One run of `train_function_tags` on a loaded base, with the shared prefix store and the
     probe-start features of the runs before it (`readout_key` -> features)."""
     seed_everything(config.seed)
-    task = get_task(task_name)
-    frame = read_table(data_path, task.columns(), config.max_examples, config.seed)
+    frame = read_table(data_path, task.columns(), config.max_examples, config.seed,
+                       kinds=task.column_kinds())
     check_labels(task, frame, data_path)
     tags = TagTable(base.info)
     if method.uses_domain_tags:
@@ -362,7 +374,7 @@ def _train_run(base: Base, store: PrefixStore | None, method: Method, task_name:
     if method.function_tag:
         tags.add_new(task.function_tag, "function", task.stage,
                      method.function_tag_length or tag_length, base.embeddings(),
-                     run=f"stage{task.stage}/{task_name}/{method.name}")
+                     run=f"stage{task.stage}/{task.name}/{method.name}")
     tags.to(base.device)
     encoder = base.encoder(tags, task.char_fields)
     examples = encode_examples(method, task, encoder, frame.to_dict("records"), train=True)
@@ -412,7 +424,7 @@ def _train_run(base: Base, store: PrefixStore | None, method: Method, task_name:
     metrics = optimise(groups, named, len(batches), step_loss,
                        _batch_order(len(batches), config.seed), config, out_dir,
                        checkpoint.fingerprint(dict(
-                           task=task_name, method=method.name, data=str(data_path),
+                           task=task.to_json(), method=method.name, data=str(data_path),
                            n=len(examples), p=tag_length, model=base.info.model_id, config=config,
                            domain=[str(d) for d in domain_tag_dirs], enriched=enriched,
                            bf16=base.precision.bf16)),
@@ -425,9 +437,9 @@ def _train_run(base: Base, store: PrefixStore | None, method: Method, task_name:
         tags.save(out_dir)
         if head is not None:
             head.save(out_dir, base.info, config.head_init)
-        write_run_spec(out_dir, method, task_name, frame, task, tag_length)
+        write_run_spec(out_dir, method, task, frame, tag_length, base)
         metrics.update(
-            stage=task.stage, task=task_name, method=method.name,
+            stage=task.stage, task=task.name, task_spec=task.to_json(), method=method.name,
             function_tag=task.function_tag if method.function_tag else None,
             examples=len(examples), base_model=base.info.model_id, enriched=enriched,
             hidden_size=base.info.hidden_size,

@@ -23,11 +23,12 @@ from tagllm.train import read_table
 
 
 def train_args(model, data, out, *extra):
-    """A train-function-tag run that takes a second or two on the tiny model."""
+    """A train-function-tag run that takes a second or two on the tiny model; float32 forced, so
+    that two runs compare bit for bit (`auto` times the CPU, which a busy machine can tip)."""
     return ["train-function-tag", "--model", str(model), "--task", "qed", "--method",
             "no_domain_tags", "--data", str(data), "--tag-length", "2", "--max-examples", "8",
             "--batch-size", "4", "--grad-accum", "1", "--checkpoint-every", "1",
-            "--out-dir", str(out), *extra]
+            "--cpu-bf16-inference", "false", "--out-dir", str(out), *extra]
 
 
 def one_line_error(capsys, code: int) -> str:

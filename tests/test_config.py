@@ -14,7 +14,8 @@ import yaml
 from snakemake.utils import update_config
 
 from tagllm.cli import to_cli_flags
-from tagllm.config_check import KIND_COLUMNS, TASK_DATA_KINDS, config_problems
+from tagllm.config_check import config_problems
+from tagllm.data.kinds import KIND_COLUMNS
 from tagllm.tasks import TASKS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,8 +51,8 @@ def test_bad_values_are_rejected():
         validate(config)
     config = copy.deepcopy(DEFAULT)
     config["stage1"]["Smiles"] = config["stage1"].pop("SMILES")
-    with pytest.raises(jsonschema.ValidationError):
-        validate(config)
+    assert "config stage1.Smiles: 'Smiles' is not a domain tag" in config_problems(config, SCHEMA)[0]
+    assert "(did you mean 'SMILES'?)" in config_problems(config, SCHEMA)[0]
 
 
 def test_train_settings_become_cli_flags():
@@ -100,8 +101,8 @@ def test_schema_errors_name_the_nested_key():
     assert problems(kind_source) == ["config data.qed.source: 'django' is not one of rdkit-nci, "
                                      "smi-file, binding-affinity (with kind qed)"]
     assert problems(no_source) == ["config data.extra: missing key 'source'"]
-    assert problems(tag_name)[0].startswith(
-        "config stage1: unknown key 'Smiles' (did you mean 'SMILES'?)")
+    assert problems(tag_name)[0].startswith("config stage1.Smiles: 'Smiles' is not a domain tag")
+    assert problems(tag_name)[0].endswith("(did you mean 'SMILES'?)")
 
 
 def test_schema_type_errors_show_the_value_not_the_block():
@@ -153,8 +154,9 @@ def test_unknown_and_switched_off_datasets_are_named():
         "config stage1.Protein.dataset: dataset 'descriptor' is switched off (null) in data",
         "config stage2.descriptor: dataset 'descriptor' (the run's name: it sets no dataset:) is "
         "switched off (null) in data"]
-    assert problems(wrong_kind) == ["config stage2.qed.dataset: dataset 'descriptor' is of kind "
-                                    "descriptor; task qed needs one of kind qed"]
+    assert problems(wrong_kind) == [
+        "config stage2.qed: task qed: field {smiles} is not a column of dataset 'descriptor' (kind "
+        "descriptor) (columns: id, source_row, sequence, y)"]
 
 
 def test_stage1_tags_name_a_known_column_and_cover_the_runs():
@@ -214,9 +216,15 @@ def test_check_tables_match_the_registries():
     rows = [line.strip("| ").split(" | ") for line in prepare.__doc__.splitlines()
             if line.startswith("| ")]
     table = {kind: tuple(columns.split(", ")) for kind, _, columns in rows[1:]}  # after the header
-    assert table == KIND_COLUMNS
-    assert set(TASK_DATA_KINDS) == set(TASKS)
-    assert set(TASK_DATA_KINDS.values()) <= set(KIND_COLUMNS)
+    assert table == {kind: tuple(columns) for kind, columns in KIND_COLUMNS.items()}
+    # Every built-in task reads the columns of the dataset kind it was written for.
+    kinds = {"descriptor": "descriptor", "qed": "qed", "dc": "dc", "ba": "ba",
+             "translate": "translation"}
+    assert set(kinds) == set(TASKS)
+    for name, task in TASKS.items():
+        columns = KIND_COLUMNS[kinds[name]]
+        assert {column: columns[column] for column in task.fields} == dict(task.fields)
+        assert columns[task.label] == ("number" if task.kind == "regression" else "text")
 
 
 def test_dry_run_prints_one_line_and_fails(tmp_path):

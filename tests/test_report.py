@@ -83,7 +83,7 @@ def test_summary_averages_seeds_and_keeps_paper_values(files):
                (frame.method == "tagllm") & (frame.metric == "spbleu")]
     assert fr.paper_value.item() == 40.5 and fr.task.item() == "translate"
     assert list(frame.columns) == ["run", "task", "method", "metric", "value", "sd", "seeds",
-                                   "paper_value", "direction"]
+                                   "paper_value", "headline", "direction"]
 
 
 def test_every_table_is_written_with_the_paper_beside_ours(files, tmp_path):

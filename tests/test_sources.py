@@ -10,8 +10,9 @@ import pytest
 
 from tagllm.data import tdc
 from tagllm.data.download import DownloadError, fetch, sha256_of
+from tagllm.data.kinds import required_downloads
 from tagllm.data.labels import blosum1_of_sequence, compute_labels, qed_of_smiles
-from tagllm.data.prepare import Settings, prepare_dataset, required_downloads
+from tagllm.data.prepare import Settings, prepare_dataset
 from tagllm.data.sources import FLORES_CODES, extract_flores
 from tagllm.data.text import read_flores, read_opus
 
@@ -188,13 +189,19 @@ def test_combination_split_holds_out_whole_pairs_deterministically(tmp_path):
 
 def test_tdc_prepare_steps(tmp_path):
     frame = bindingdb_frame()
-    frame.loc[0, "X1"] = "not smiles"
-    frame.loc[1, "X2"] = "MKXB"
-    frame.loc[2, "Y"] = float("nan")
+    frame.loc[10, "X1"] = "not smiles"  # rows of 2013 (train/valid); rows 0-9 are 2012 (no split)
+    frame.loc[11, "X2"] = "MKXB"
+    frame.loc[12, "Y"] = float("nan")
+    frame.loc[0, "X1"] = "not smiles"  # outside every split: not sampled, so never validated
     frame.to_csv(tmp_path / "bindingdb_patent.csv", index=False)
     report = prepare_dataset("ba", tmp_path / "ba", Settings("tdc", path=str(tmp_path)))
     assert report["rejected"] == {"invalid_smiles": 1, "nan_label": 1, "nonstandard_residue": 1}
     assert report["kept"] + 3 + report["not_sampled"] == report["rows_in"] == 50
+    assert report["not_sampled"] == 10
+    assert report["rejected_by_split"]["train"] + report["rejected_by_split"]["valid"] == 3
+    assert report["test_coverage"] == {"rows": 20, "kept": 20, "rejected": 0, "fraction": 1.0}
+    rejected = pd.read_parquet(tmp_path / "ba" / "rejected.parquet")
+    assert sorted(rejected["row"]) == [11, 12, 13]  # the CSV's data rows, numbered from 1
     drugcomb_frame().to_pickle(tmp_path / "drugcomb.pkl")
     # A pickle placed by hand is refused unless trusted (tests/test_bad_input_data.py).
     report = prepare_dataset("dc", tmp_path / "dc",

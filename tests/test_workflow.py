@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -46,13 +47,21 @@ def test_dry_run_lists_every_stage():
 def test_paper_preset_dry_run_lists_every_download(tmp_path):
     result = snakemake("-n", "-F", "--configfile", "presets/paper.yaml")
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    for source in ("binding_affinity", "tdc_drugcomb", "tdc_bindingdb_patent", "flores101",
+    # DC and BA from TDC's benchmark groups (their own test sets), not the raw TDC datasets.
+    for source in ("binding_affinity", "tdc_drugcombo_group", "tdc_dti_dg_group", "flores101",
                    *(f"opus100_{p}" for p in ("ca-en", "de-en", "el-en", "en-es", "en-fr",
                                                "en-it", "en-pt", "en-ru"))):
         assert f"resources/downloads/{source}" in result.stdout, source
     for dataset in ("qed", "descriptor", "translation", "text_el", "dc", "ba"):
         assert f"results/data/{dataset}/report.json" in result.stdout, dataset
     assert "results/data/dc_synthetic" not in result.stdout  # switched off by the preset
+    assert not re.search(r"resources/downloads/tdc_(drugcomb|bindingdb_patent)\b",
+                         result.stdout)  # the raw TDC datasets are not needed
+    # TDC's protocol: Tag-LLM on DC and BA over seeds 1-5; every other run seed 1.
+    for run in ("dc", "ba"):
+        for seed in range(1, 6):
+            assert f"results/eval/tagllm/{run}/seed{seed}/metrics.json" in result.stdout
+    assert "seed0" not in result.stdout
 
 
 def test_config_typo_fails_before_any_job(tmp_path):
@@ -101,7 +110,7 @@ def test_tiny_end_to_end_run(tmp_path):
     assert {"mse", "mae", "pearson", "spearman", "n"} <= set(metrics)
     summary = pd.read_csv(results / "tables/summary.csv")
     assert list(summary.columns) == ["run", "task", "method", "metric", "value", "sd", "seeds",
-                                     "paper_value", "direction"]
+                                     "paper_value", "headline", "direction"]
     assert {"tagllm", "train_mean", "lora", "prompt_tuning_head", "nearest_neighbour",
             "direct_prompting", "no_function_tags", "enriched", "tagllm_p2",
             "copy_source", "linear_probe", "tagllm_budget"} == set(summary["method"])
@@ -172,7 +181,7 @@ def test_paper_preset_on_slurm_lists_every_job_with_gpus():
         for block in by_rule[rule]:
             assert "gpu=1" in block and "slurm_partition=CHANGE_ME_gpu_partition" in block, block
     outputs = result.stdout
-    for path in ("results/runs/lora/ba/seed0", "results/runs/tagllm_p50/dc/seed0",
-                 "results/runs/enriched/dc/seed0", "results/eval/direct_prompting/translate",
+    for path in ("results/runs/lora/ba/seed1", "results/runs/tagllm_p50/dc/seed1",
+                 "results/runs/enriched/dc/seed1", "results/eval/direct_prompting/translate",
                  "results/tables/table4_ablation.md", "results/figures/tag_length.png"):
         assert path in outputs, path

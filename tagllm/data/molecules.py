@@ -57,19 +57,11 @@ def canonical_molecules(records: Iterable[tuple[int, str, str]], source: str, ma
         if not smiles.strip():
             rejections.add(source, row, "empty", "no SMILES on this row", smiles)
             continue
-        if len(smiles) > max_chars:
-            rejections.add(source, row, "too_long", f"{len(smiles):,} > {max_chars} characters "
-                           "(before parsing)", smiles)
-            continue
-        molecule = Chem.MolFromSmiles(smiles)
-        if molecule is None:
-            hint = " (a CSV line? a .smi line is SMILES, whitespace, name)" if "," in smiles else ""
-            rejections.add(source, row, "invalid_smiles", f"RDKit cannot parse it{hint}", smiles)
-            continue
-        canonical = Chem.MolToSmiles(molecule)
-        if len(canonical) > max_chars:
-            rejections.add(source, row, "too_long", f"{len(canonical)} > {max_chars} characters",
-                           canonical)
+        canonical, reason, detail = canonical_smiles(smiles, max_chars)
+        if reason:
+            if reason == "invalid_smiles" and "," in smiles:
+                detail += " (a CSV line? a .smi line is SMILES, whitespace, name)"
+            rejections.add(source, row, reason, detail, canonical)
             continue
         if canonical in seen:
             rejections.add(source, row, "duplicate", f"same canonical SMILES as row {seen[canonical]}",
@@ -78,3 +70,20 @@ def canonical_molecules(records: Iterable[tuple[int, str, str]], source: str, ma
         seen[canonical] = row
         kept.append({"id": identifier, "source_row": row, "smiles": canonical})
     return kept
+
+
+def canonical_smiles(smiles: str, max_chars: int) -> tuple[str, str, str]:
+    """(canonical SMILES, "", "") for a valid molecule; otherwise (the value to show, reason,
+    detail) with reason `too_long` or `invalid_smiles`.
+
+    The length is checked on the SMILES as written before RDKit sees it (which bounds its time
+    and memory; keep `max_chars` <= MAX_SMILES_CHARS), and again on the canonical form."""
+    if len(smiles) > max_chars:
+        return smiles, "too_long", f"{len(smiles):,} > {max_chars} characters (before parsing)"
+    molecule = Chem.MolFromSmiles(smiles)
+    if molecule is None:
+        return smiles, "invalid_smiles", "RDKit cannot parse it"
+    canonical = Chem.MolToSmiles(molecule)
+    if len(canonical) > max_chars:
+        return canonical, "too_long", f"{len(canonical)} > {max_chars} characters"
+    return canonical, "", ""

@@ -8,8 +8,11 @@ One entry point, `prepare_dataset(kind, out_dir, settings)`, for every dataset k
 | descriptor | pyhmmer-proteome (embedded), fasta-file, binding-affinity | id, source_row, sequence, y |
 | text | django (embedded), opus100 | id, text |
 | translation | django (embedded), opus100 + flores101 | src_lang, tgt_lang, src, tgt, setting |
-| dc | synthetic (embedded), tdc | drug1, smiles1, drug2, smiles2, y |
-| ba | synthetic (embedded), tdc | protein_id, sequence, drug, smiles, y |
+| dc | synthetic (embedded), tdc, tdc-group | drug1, smiles1, drug2, smiles2, cell_line, y |
+| ba | synthetic (embedded), tdc, tdc-group | protein_id, sequence, drug, smiles, year, y |
+
+Kind `table` (source `file`) is a user's own CSV, TSV or Parquet: columns id, source_row and the
+declared ones under their own names (`tagllm.data.table`).
 """
 
 from __future__ import annotations
@@ -22,11 +25,14 @@ import numpy as np
 import pandas as pd
 
 from tagllm.data import tdc
+from tagllm.data.kinds import OPUS_SIDE, TRAIN_PAIRS
 from tagllm.data.labels import attach_labels
 from tagllm.data.molecules import canonical_molecules, rdkit_nci_path, read_smi
 from tagllm.data.proteins import pyhmmer_proteome_path, read_fasta, valid_proteins
+from tagllm.data.sources import TDC_GROUPS, downloads_folder
 from tagllm.data.splits import random_split, subsample
 from tagllm.data.synthetic import ba_pairs, dc_pairs
+from tagllm.data.table import prepare_table
 from tagllm.data.text import LANGUAGES, clean_text, django_parallel, read_flores, read_opus
 from tagllm.data.validation import Rejections, read_parquet, refuse_dataset, write_prepared
 
@@ -37,36 +43,21 @@ KIND_SOURCES = {
     "descriptor": ("pyhmmer-proteome", "fasta-file", "binding-affinity"),
     "text": ("django", "opus100"),
     "translation": ("django", "opus100"),
-    "dc": ("synthetic", "tdc"),
-    "ba": ("synthetic", "tdc"),
+    "dc": ("synthetic", "tdc", "tdc-group"),
+    "ba": ("synthetic", "tdc", "tdc-group"),
+    "table": ("file",),
 }
 # Longest SMILES or protein in a TDC pair file; longer values are rejected before RDKit parses them,
 # which bounds time and memory (the paper preset's max_chars: 100000 for these datasets).
 MAX_PAIR_ITEM_CHARS = 100_000
-# Translation: trained on these pairs (both directions), evaluated on these directions (paper Table 1).
-TRAIN_PAIRS = (("en", "fr"), ("en", "ru"), ("de", "en"), ("en", "it"), ("el", "en"))
+# Translation: trained on kinds.TRAIN_PAIRS (both directions), evaluated on these directions (paper
+# Table 1).
 EVAL_DIRECTIONS = {
     ("en", "fr"): "seen", ("fr", "en"): "seen", ("en", "ru"): "seen", ("ru", "en"): "seen",
     ("en", "de"): "seen", ("de", "en"): "seen",
     ("it", "fr"): "unseen_pair", ("fr", "it"): "unseen_pair",
     ("es", "pt"): "unseen_languages", ("pt", "es"): "unseen_languages",
 }
-# Stage-1 text for each language tag in the paper: one side of an OPUS-100 pair.
-OPUS_SIDE = {"en": "ca-en", "fr": "en-fr", "ru": "en-ru", "de": "de-en", "it": "en-it",
-             "el": "el-en", "es": "en-es", "pt": "en-pt"}
-
-
-def required_downloads(kind: str, source: str, lang: str = "") -> list[str]:
-    """Names of the download sources (`tagllm.data.sources`) a dataset is prepared from."""
-    if source == "binding-affinity":
-        return ["binding_affinity"]
-    if source == "tdc":
-        return ["tdc_drugcomb"] if kind == "dc" else ["tdc_bindingdb_patent"]
-    if source == "opus100" and kind == "text":
-        return [f"opus100_{OPUS_SIDE[lang]}"]
-    if source == "opus100":
-        return [f"opus100_{'-'.join(sorted(pair))}" for pair in TRAIN_PAIRS] + ["flores101"]
-    return []
 
 
 @dataclass
@@ -86,6 +77,12 @@ class Settings:
     molecules: list[str] = field(default_factory=list)  # synthetic pairs: prepared Parquet files
     proteins: list[str] = field(default_factory=list)
     trust_pickle: bool = False  # tdc dc: unpickle a drugcomb.pkl whose SHA-256 is not pinned
+    # table (tagllm.data.table): column name -> smiles, protein, text or number; how to split
+    columns: dict[str, str] = field(default_factory=dict)
+    split: str = "random"  # random, scaffold or column
+    split_column: str = ""  # split column: its values are train, valid, test
+    scaffold_column: str = ""  # split scaffold: a smiles column (default: the first)
+    test: str = ""  # a separate test file with the same columns (then `path` is not split)
 
 
 def prepare_dataset(kind: str, out_dir: str | Path, settings: Settings) -> dict:
@@ -95,7 +92,8 @@ def prepare_dataset(kind: str, out_dir: str | Path, settings: Settings) -> dict:
         raise ValueError(f"dataset kind {kind!r} takes source {KIND_SOURCES[kind]}, "
                          f"not {settings.source!r}")
     builder = {"qed": _labelled_items("qed"), "descriptor": _labelled_items("descriptor"),
-               "text": _text, "translation": _translation, "dc": _dc, "ba": _ba}[kind]
+               "text": _text, "translation": _translation, "dc": _dc, "ba": _ba,
+               "table": _table}[kind]
     report = builder(Path(out_dir), settings)
     log.info("prepared %s: %s", kind, report)
     return report
@@ -104,7 +102,7 @@ def prepare_dataset(kind: str, out_dir: str | Path, settings: Settings) -> dict:
 # --------------------------------------------------------------------------- molecules, proteins
 def _binding_affinity_records(settings: Settings, column: str) -> tuple[str, list]:
     """(source, [(row, value, id)]) for one column of jglaser/binding_affinity's all.parquet."""
-    path = Path(settings.path) / "all.parquet"
+    path = downloads_folder(settings.path, "binding_affinity") / "all.parquet"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: jglaser/binding_affinity file missing (run the download)")
     values = read_parquet(path, columns=[column])[column]
@@ -171,6 +169,14 @@ def _refuse_unsplittable(out: Path, frame: pd.DataFrame, rejections: Rejections,
         refuse_dataset(out, rejections, rows_in, len(frame), not_sampled,
                        "only 1 row kept, 2 are needed to split" if len(frame) else "no rows kept",
                        extra)
+
+
+# --------------------------------------------------------------------------- a user's table
+def _table(out: Path, s: Settings) -> dict:
+    return prepare_table(out, s.path, s.columns, split=s.split, split_column=s.split_column,
+                         scaffold_column=s.scaffold_column, test=s.test,
+                         test_fraction=s.test_fraction, max_rows=s.max_rows,
+                         max_chars=s.max_chars, seed=s.seed)
 
 
 # --------------------------------------------------------------------------- text
@@ -310,6 +316,17 @@ def _read_prepared(paths: list[str], what: str) -> pd.DataFrame:
     return pd.concat([read_parquet(p) for p in paths], ignore_index=True)
 
 
+# Prepared columns of the TDC pair kinds (TDC's name -> ours), in this order, then source_row (the
+# row's number in the file it came from); a TDC column a file lacks (Year, target_class) is left out.
+DC_COLUMNS = {"Drug1_ID": "drug1", "Drug1": "smiles1", "Drug2_ID": "drug2", "Drug2": "smiles2",
+              "Cell_Line_ID": "cell_line", "Y": "y", tdc.TARGET_CLASS: tdc.TARGET_CLASS}
+BA_COLUMNS = {"Target_ID": "protein_id", "Target": "sequence", "Drug_ID": "drug",
+              "Drug": "smiles", "Year": "year", "Y": "y"}
+DC_CHECKS = {"Drug1": "smiles", "Drug2": "smiles"}
+BA_CHECKS = {"Drug": "smiles", "Target": "protein"}
+ROW = "_source_row"  # the file row number carried through a split, written as source_row
+
+
 def _dc(out: Path, s: Settings) -> dict:
     rejections = Rejections()
     if s.source == "synthetic":
@@ -318,16 +335,33 @@ def _dc(out: Path, s: Settings) -> dict:
         return _write_pairs(out, {"train": train, "test": test}, rejections, len(pairs), 0,
                             {"source": "synthetic (see tagllm/data/synthetic.py)",
                              "seed": s.seed, "label": "dc_synthetic"})
-    raw, path = tdc.load_drugcomb(s.path, "CSS", s.trust_pickle)
-    frame = _valid_pair_rows(raw, {"Drug1": "smiles", "Drug2": "smiles"}, str(path), rejections)
+    if s.source == "tdc-group":
+        # TDC's DrugCombo group: its test file as it is; validation split from train_val as TDC's
+        # get_train_valid_split does (combination split, 0.875/0.125/0) with the dataset's seed.
+        folder = downloads_folder(s.path, "tdc_drugcombo_group")
+        train_member, test_member = TDC_GROUPS["tdc_drugcombo_group"].members
+        train_val, train_path = tdc.load_drugcomb_group_file(folder, train_member, s.trust_pickle)
+        test, test_path = tdc.load_drugcomb_group_file(folder, test_member, s.trust_pickle)
+        extra = {"source": f"{train_path} (train, valid); {test_path} (test)",
+                 "label": "Y (CSS; TDC DrugCombo group, drugcomb_css)", "seed": s.seed,
+                 "split": "TDC DrugCombo group: test = its test file, every row in file order; "
+                          "valid = TDC's combination split of train_val (0.875/0.125/0)"}
+        rows_in = len(train_val) + len(test)
+        if train_val.empty:
+            refuse_dataset(out, rejections, rows_in, 0, 0, f"{train_path} holds no rows", extra)
+        train, valid, _ = tdc.combination_split(_numbered(train_val), s.seed,
+                                                tdc.GROUP_COMBINATION_FRACTIONS)
+        parts = {"train": (train, train_path), "valid": (valid, train_path),
+                 "test": (_numbered(test), test_path)}
+        return _validate_and_write(out, parts, DC_CHECKS, DC_COLUMNS, rejections, rows_in, 0,
+                                   extra)
+    raw, path = tdc.load_drugcomb(downloads_folder(s.path, "tdc_drugcomb"), "CSS", s.trust_pickle)
     extra = {"source": str(path), "label": "CSS", "seed": s.seed, "split": "combination"}
-    _refuse_unsplittable(out, frame, rejections, len(raw), 0, extra)
-    train, valid, test = tdc.combination_split(frame, s.seed)
-    columns = {"Drug1_ID": "drug1", "Drug1": "smiles1", "Drug2_ID": "drug2", "Drug2": "smiles2",
-               "Cell_Line_ID": "cell_line", "Y": "y"}
-    splits = {name: part.rename(columns=columns)[list(columns.values())]
-              for name, part in (("train", train), ("valid", valid), ("test", test))}
-    return _write_pairs(out, splits, rejections, len(raw), 0, extra)
+    _refuse_unsplittable(out, raw, rejections, len(raw), 0, extra)
+    # Split the rows as read (as TDC splits its unfiltered table), then validate each split.
+    train, valid, test = tdc.combination_split(_numbered(raw), s.seed)
+    parts = {"train": (train, path), "valid": (valid, path), "test": (test, path)}
+    return _validate_and_write(out, parts, DC_CHECKS, DC_COLUMNS, rejections, len(raw), 0, extra)
 
 
 def _ba(out: Path, s: Settings) -> dict:
@@ -339,32 +373,86 @@ def _ba(out: Path, s: Settings) -> dict:
         return _write_pairs(out, {"train": train, "test": test}, rejections, len(pairs), 0,
                             {"source": "synthetic (see tagllm/data/synthetic.py)",
                              "seed": s.seed, "label": "ba_synthetic"})
-    path = Path(s.path) / "bindingdb_patent.csv"
+    if s.source == "tdc-group":
+        # TDC's DTI-DG group: its test file as it is; validation split from train_val as TDC's
+        # get_train_valid_split does (create_group_split by Year, 20% per year) with the seed.
+        folder = downloads_folder(s.path, "tdc_dti_dg_group")
+        train_member, test_member = TDC_GROUPS["tdc_dti_dg_group"].members
+        train_path, test_path = folder / train_member, folder / test_member
+        train_val = tdc.read_bindingdb_patent(train_path)
+        test = tdc.read_bindingdb_patent(test_path, require_year=False)
+        train, valid = tdc.group_split(_numbered(train_val), s.seed)
+        # TDC's group split drops rows without a Year (no group holds them): not sampled.
+        no_year = len(train_val) - len(train) - len(valid)
+        extra = {"source": f"{train_path} (train, valid); {test_path} (test)",
+                 "label": "Y (TDC DTI-DG group, bindingdb_patent)", "seed": s.seed,
+                 "split": "TDC DTI-DG group: test = its test file, every row in file order; "
+                          "valid = TDC's create_group_split of train_val (Year, 20%)",
+                 "train_val_rows_without_year": no_year}
+        parts = {"train": (train, train_path), "valid": (valid, train_path),
+                 "test": (_numbered(test), test_path)}
+        return _validate_and_write(out, parts, BA_CHECKS, BA_COLUMNS, rejections,
+                                   len(train_val) + len(test), no_year, extra)
+    path = downloads_folder(s.path, "tdc_bindingdb_patent") / "bindingdb_patent.csv"
     raw = tdc.read_bindingdb_patent(path)
-    frame = _valid_pair_rows(raw, {"Drug": "smiles", "Target": "protein"}, str(path), rejections)
-    train, valid, test, outside = tdc.year_split(frame, s.seed)
-    columns = {"Target_ID": "protein_id", "Target": "sequence", "Drug_ID": "drug",
-               "Drug": "smiles", "Year": "year", "Y": "y"}
-    splits = {name: part.rename(columns=columns)[list(columns.values())]
-              for name, part in (("train", train), ("valid", valid), ("test", test))}
+    # Split the rows as read (as TDC splits its unfiltered table), then validate each split.
+    train, valid, test, outside = tdc.year_split(_numbered(raw), s.seed)
+    parts = {"train": (train, path), "valid": (valid, path), "test": (test, path)}
     # Rows outside 2013-2021 belong to no split: counted as not sampled.
-    return _write_pairs(out, splits, rejections, len(raw), len(outside),
-                        {"source": str(path), "label": "Y", "seed": s.seed,
-                         "split": "year (TDC DTI-DG)"})
+    return _validate_and_write(out, parts, BA_CHECKS, BA_COLUMNS, rejections, len(raw),
+                               len(outside), {"source": str(path), "label": "Y", "seed": s.seed,
+                                              "split": "year (TDC DTI-DG)"})
+
+
+def _numbered(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with its rows' numbers in the file (1, 2, ...) in column ROW, kept through splits."""
+    return frame.assign(**{ROW: np.arange(1, len(frame) + 1)})
+
+
+def _validate_and_write(out: Path, parts: dict[str, tuple[pd.DataFrame, Path]],
+                        checks: dict[str, str], columns: dict[str, str], rejections: Rejections,
+                        rows_in: int, not_sampled: int, extra: dict) -> dict:
+    """Validate each split as it was split (`_valid_pair_rows`), write the valid rows under our
+    column names, and report the rows rejected per split and how much of the test split is left
+    (`rejected_by_split`, `test_coverage`): a test set that lost rows says how many."""
+    splits, by_split, cache = {}, {}, {}
+    for name, (frame, source) in parts.items():
+        before = len(rejections.rows)
+        kept = _valid_pair_rows(frame, checks, str(source), rejections, rows=frame[ROW].tolist(),
+                                cache=cache)
+        by_split[name] = len(rejections.rows) - before
+        named = {k: v for k, v in columns.items() if k in kept.columns}
+        splits[name] = kept[[*named, ROW]].rename(columns={**named, ROW: "source_row"})
+    test_rows = len(parts["test"][0])
+    coverage = {"rows": test_rows, "kept": len(splits["test"]), "rejected": by_split["test"],
+                "fraction": len(splits["test"]) / test_rows if test_rows else 0.0}
+    if by_split["test"]:
+        log.warning("%s: %d of %d test rows rejected; the test set is not the source's whole test "
+                    "set (see rejected.parquet)", parts["test"][1], by_split["test"], test_rows)
+    return _write_pairs(out, splits, rejections, rows_in, not_sampled,
+                        {**extra, "rejected_by_split": by_split, "test_coverage": coverage})
 
 
 def _valid_pair_rows(frame: pd.DataFrame, checks: dict[str, str], source: str,
-                     rejections: Rejections) -> pd.DataFrame:
+                     rejections: Rejections, rows: list[int] | None = None,
+                     cache: dict | None = None) -> pd.DataFrame:
     """Rows whose molecules parse, whose proteins use standard residues, and whose label is finite;
     proteins normalised as FASTA input is (`normalise_protein`: upper case, no trailing stop).
+    A rejected row is recorded under its number in `source`: `rows[i]` for the i-th row (default
+    i + 1, the frame being the file).
 
     TDC files repeat the same drugs and targets across many rows, so each distinct value is
-    checked once; values longer than `MAX_PAIR_ITEM_CHARS` are rejected before RDKit sees them."""
+    checked once (once across calls sharing `cache`); values longer than `MAX_PAIR_ITEM_CHARS` are
+    rejected before RDKit sees them."""
     from rdkit import Chem
 
     from tagllm.data.proteins import STANDARD_RESIDUES, normalise_protein
 
     frame = frame.copy()
+    rows = list(range(1, len(frame) + 1)) if rows is None else list(rows)
+    if len(rows) != len(frame):
+        raise ValueError(f"{len(rows)} row numbers for {len(frame)} rows")
+    cache = {} if cache is None else cache
     for column, kind in checks.items():
         frame[column] = frame[column].astype(str)
         if kind == "protein":
@@ -379,14 +467,18 @@ def _valid_pair_rows(frame: pd.DataFrame, checks: dict[str, str], source: str,
         bad = "".join(sorted(set(value) - STANDARD_RESIDUES))
         return ("nonstandard_residue", f"contains {bad}") if bad else None
 
-    found = {column: {value: problem(kind, value) for value in frame[column].unique()}
-             for column, kind in checks.items()}
+    found = {}
+    for column, kind in checks.items():
+        for value in frame[column].unique():
+            if (kind, value) not in cache:
+                cache[(kind, value)] = problem(kind, value)
+        found[column] = {value: cache[(kind, value)] for value in frame[column].unique()}
     labels = pd.to_numeric(frame["Y"], errors="coerce")
     keep = np.ones(len(frame), dtype=bool)
     for position, (label, *values) in enumerate(zip(labels, *(frame[c] for c in checks),
                                                     strict=True)):
         if not np.isfinite(label):
-            rejections.add(source, position + 1, "nan_label", "label is not a finite number",
+            rejections.add(source, rows[position], "nan_label", "label is not a finite number",
                            frame["Y"].iloc[position])
             keep[position] = False
             continue
@@ -394,7 +486,7 @@ def _valid_pair_rows(frame: pd.DataFrame, checks: dict[str, str], source: str,
             if found[column][value] is not None:
                 reason, detail = found[column][value]
                 shown = value if checks[column] == "smiles" else value[:80]
-                rejections.add(source, position + 1, reason, f"{column}: {detail}", shown)
+                rejections.add(source, rows[position], reason, f"{column}: {detail}", shown)
                 keep[position] = False
                 break
     return frame[keep].reset_index(drop=True)

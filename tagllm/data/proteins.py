@@ -75,12 +75,9 @@ def valid_proteins(records: Iterable[tuple[int, str, str]], source: str, max_cha
         if not sequence:
             rejections.add(source, row, "empty", "no residues", raw)
             continue
-        bad = sorted(set(sequence) - STANDARD_RESIDUES)
-        if bad:
-            rejections.add(source, row, "nonstandard_residue", f"contains {''.join(bad)}", sequence)
-            continue
-        if len(sequence) > max_chars:
-            rejections.add(source, row, "too_long", f"{len(sequence)} > {max_chars} residues", sequence)
+        problem = protein_problem(sequence, max_chars)
+        if problem:
+            rejections.add(source, row, *problem, sequence)
             continue
         if sequence in seen:
             rejections.add(source, row, "duplicate", f"same sequence as row {seen[sequence]}", sequence)
@@ -88,3 +85,14 @@ def valid_proteins(records: Iterable[tuple[int, str, str]], source: str, max_cha
         seen[sequence] = row
         kept.append({"id": identifier, "source_row": row, "sequence": sequence})
     return kept
+
+
+def protein_problem(sequence: str, max_chars: int) -> tuple[str, str] | None:
+    """(reason, detail) for a normalised sequence (`normalise_protein`) that is refused:
+    `nonstandard_residue` (anything outside STANDARD_RESIDUES) or `too_long`; None if it is fine."""
+    bad = sorted(set(sequence) - STANDARD_RESIDUES)
+    if bad:
+        return "nonstandard_residue", f"contains {''.join(bad)}"
+    if len(sequence) > max_chars:
+        return "too_long", f"{len(sequence)} > {max_chars} residues"
+    return None

@@ -7,20 +7,38 @@
 | `binding_affinity` | jglaser/binding_affinity `data/all.parquet` | `all.parquet` |
 | `tdc_bindingdb_patent` | TDC BindingDB_Patent (DTI-DG group), raw CSV | `bindingdb_patent.csv` |
 | `tdc_drugcomb` | TDC DrugComb (DrugCombo group): pickle, as Parquet | `drugcomb.pkl`, `drugcomb.parquet` |
+| `tdc_dti_dg_group` | TDC DTI-DG group, `dti_dg_group.zip` | `<zip>/bindingdb_patent/{train_val,test}.csv` |
+| `tdc_drugcombo_group` | TDC DrugCombo group, `drugcombo_group.zip` | `<zip>/drugcomb_css/*.{pkl,parquet}` |
+
+(`<zip>` is the archive's own top folder, `dti_dg_group/` or `drugcombo_group/`.)
 
 TDC ships DrugComb as a pandas pickle, and unpickling runs code from the file. The download that
 fetches it converts it to `drugcomb.parquet` at once, so prepare steps never unpickle; a pickle it
 did not fetch itself (placed by hand, or kept from an earlier run) is unpickled only if its SHA-256
 is the one pinned in `SHA256_PINS` or the user passes `--trust-pickle` (`download.check_pickle`).
+The benchmark groups are zip archives (as TDC's `bm_download_wrapper` fetches them): only the files
+tagllm reads are extracted, each to a path of ours (never to a name taken from the archive, so an
+entry such as `../x` cannot write outside the folder), with a size limit and a `.source.json` record
+naming the archive and its SHA-256. The DrugCombo group's pickles are converted to Parquet by the
+download that fetched the archive; from an archive it did not fetch, only under the same rule
+(its SHA-256 pinned, or `--trust-pickle`).
+
+OPUS-100 comes from one commit of the hub repository `Helsinki-NLP/opus-100` (`opus_revision()`):
+every shard is fetched from `resolve/<commit>/`, and `train.parquet.source.json` records the commit.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import tarfile
+import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
-from tagllm.atomic import atomic_path, write_parquet
-from tagllm.data.download import DownloadError, check_pickle, fetch
+from tagllm.atomic import atomic_path, write_json, write_parquet
+from tagllm.data.download import DownloadError, check_pickle, fetch, sha256_of
 
 HF = "https://huggingface.co/datasets"
 DATAVERSE = "https://dataverse.harvard.edu/api/access/datafile"
@@ -32,12 +50,59 @@ OPUS_PAIRS = ("ca-en", "de-en", "el-en", "en-es", "en-fr", "en-it", "en-pt", "en
 # TDC's Dataverse file ids (tdc/metadata.py: name2id).
 TDC_FILES = {"tdc_bindingdb_patent": (4724851, "bindingdb_patent.csv", 10_000_000),
              "tdc_drugcomb": (4215720, "drugcomb.pkl", 10_000_000)}
-# SHA-256 of each TDC file, checked on download and before a hand-placed pickle is unpickled.
+
+
+@dataclass(frozen=True)
+class TdcGroup:
+    """A TDC benchmark group: its Dataverse file id (tdc/metadata.py `benchmark2id`), the archive
+    TDC saves it as (`<group>.zip`), and the archive's files tagllm reads (paths inside it, which
+    are also where they are extracted to under the source's folder)."""
+
+    file_id: int
+    archive: str
+    members: tuple[str, ...]
+    min_bytes: int = 1_000_000
+
+    def pickles(self) -> list[str]:
+        return [member for member in self.members if member.endswith(".pkl")]
+
+
+# TDC extracts `<group>.zip` into its data folder and reads `<group>/<benchmark>/{train_val,test}`
+# (tdc/utils/load.py bm_download_wrapper, tdc/benchmark_group/base_group.py).
+TDC_GROUPS = {
+    "tdc_dti_dg_group": TdcGroup(4742443, "dti_dg_group.zip",
+                                 ("dti_dg_group/bindingdb_patent/train_val.csv",
+                                  "dti_dg_group/bindingdb_patent/test.csv")),
+    "tdc_drugcombo_group": TdcGroup(4426002, "drugcombo_group.zip",
+                                    ("drugcombo_group/drugcomb_css/train_val.pkl",
+                                     "drugcombo_group/drugcomb_css/test.pkl")),
+}
+# SHA-256 of each TDC file (a source's fetched file, or a benchmark group's pickle by its path in
+# the archive), checked on download and before a hand-placed pickle is unpickled.
 # None: not pinned yet, because no machine with network has fetched the file for this repository;
 # to pin one, download it where there is network, compare it with TDC's copy, and copy the `sha256`
 # recorded in resources/downloads/<source>/<file>.source.json here (tests pin a fixture pickle).
-SHA256_PINS: dict[str, str | None] = {"tdc_bindingdb_patent": None, "tdc_drugcomb": None}
-SOURCES = ("flores101", "binding_affinity", *TDC_FILES, *(f"opus100_{p}" for p in OPUS_PAIRS))
+SHA256_PINS: dict[str, str | None] = {
+    "tdc_bindingdb_patent": None, "tdc_drugcomb": None,
+    "tdc_dti_dg_group": None, "tdc_drugcombo_group": None,
+    "drugcombo_group/drugcomb_css/train_val.pkl": None,
+    "drugcombo_group/drugcomb_css/test.pkl": None,
+}
+SOURCES = ("flores101", "binding_affinity", *TDC_FILES, *TDC_GROUPS,
+           *(f"opus100_{p}" for p in OPUS_PAIRS))
+OPUS_REPO = "Helsinki-NLP/opus-100"
+# The revision (branch, tag or commit) of the hub repository OPUS-100 is downloaded from.
+# NOT PINNED: "main" moves when the repository changes. Each download resolves it to the commit it
+# names at that moment, fetches every shard from that commit, and records the commit (and each
+# shard's SHA-256) in opus100_<pair>/train.parquet.source.json, so a run says what it read. To pin
+# it, set a 40-hex commit here or in $TAGLLM_OPUS100_REVISION: the commit a first download
+# recorded, or another whose tree holds all eight pairs as <pair>/train-*.parquet. (The hub shows
+# en-fr/train-00000-of-00001.parquet at 81674d2c6d6073c822d131b2627b192fdca2c291, a commit of the
+# Parquet conversion; whether it holds the other seven pairs was not checked, so it is not used.)
+OPUS_REVISION = "main"
+COMMIT = re.compile(r"[0-9a-f]{40}")
+# Largest file extracted from a benchmark-group archive (a zip bomb stops here, not at a full disk).
+MAX_MEMBER_BYTES = 16 << 30
 FLORES_TARBALL = "flores101_dataset.tar.gz"
 # Least plausible size of a fetched file: catches 0-byte files and HTML error pages.
 LARGE_FILE_MIN_BYTES = 1_000_000  # the FLORES-101 tarball, jglaser's all.parquet
@@ -56,7 +121,18 @@ def source_files(source: str) -> list[str]:
         return [TDC_FILES[source][1], "drugcomb.parquet"]
     if source in TDC_FILES:
         return [TDC_FILES[source][1]]
+    if source in TDC_GROUPS:
+        group = TDC_GROUPS[source]
+        return [*group.members, *(str(Path(p).with_suffix(".parquet")) for p in group.pickles())]
     raise KeyError(f"unknown source {source!r}; known: {sorted(SOURCES)}")
+
+
+def downloads_folder(root: str | Path, source: str) -> Path:
+    """Where a prepare step finds `source`'s files when given `root`: `root/<source>/` (as the
+    download rule lays out resources/downloads/), or `root` itself when that folder does not exist
+    (a folder holding the source's files directly)."""
+    root = Path(root)
+    return root / source if (root / source).is_dir() else root
 
 
 def fetched_files(source: str, out_dir: str | Path) -> list[tuple[Path, int, str | None]]:
@@ -74,6 +150,9 @@ def fetched_files(source: str, out_dir: str | Path) -> list[tuple[Path, int, str
     if source in TDC_FILES:
         _, name, min_bytes = TDC_FILES[source]
         return [(out_dir / name, min_bytes, SHA256_PINS[source])]
+    if source in TDC_GROUPS:
+        group = TDC_GROUPS[source]
+        return [(out_dir / group.archive, group.min_bytes, SHA256_PINS[source])]
     raise KeyError(f"unknown source {source!r}; known: {sorted(SOURCES)}")
 
 
@@ -101,6 +180,8 @@ def download_source(source: str, out_dir: str | Path, retries: int = 3,
               sha256=SHA256_PINS[source], retries=retries)
         if source == "tdc_drugcomb":
             drugcomb_to_parquet(out_dir / name, fetched_now, trust_pickle)
+    elif source in TDC_GROUPS:
+        download_tdc_group(source, out_dir, retries, trust_pickle)
     else:
         raise KeyError(f"unknown source {source!r}; known: {sorted(SOURCES)}")
     return [out_dir / name for name in source_files(source)]
@@ -126,6 +207,115 @@ def drugcomb_to_parquet(pickle_path: Path, fetched_now: bool, trust_pickle: bool
     return target
 
 
+def download_tdc_group(source: str, out_dir: str | Path, retries: int = 3,
+                       trust_pickle: bool = False) -> list[Path]:
+    """Fetch one TDC benchmark-group archive into `out_dir` (retries, size and pinned-checksum
+    checks, provenance record: `fetch`), extract the files tagllm reads (`extract_members`) and
+    convert its pickles to Parquet. Files already extracted from this archive are kept."""
+    group = TDC_GROUPS[source]
+    out_dir = Path(out_dir)
+    archive = out_dir / group.archive
+    fetched_now = not archive.is_file()
+    record = fetch(f"{DATAVERSE}/{group.file_id}", archive, min_bytes=group.min_bytes,
+                   sha256=SHA256_PINS[source], retries=retries)
+    wanted = [out_dir / name for name in source_files(source)]
+    if not fetched_now and all(_extracted_from(path, record) for path in wanted):
+        return wanted
+    if group.pickles() and not fetched_now:
+        # An archive this process did not fetch: its pickles run code when read.
+        check_pickle(archive, SHA256_PINS[source], trust_pickle,
+                     f"rerun `python -m tagllm download --source {source} --out-dir {out_dir} "
+                     "--trust-pickle`")
+    extract_members(archive, out_dir, group.members, record)
+    for member in group.pickles():
+        group_pickle_to_parquet(out_dir / member)
+    return wanted
+
+
+def _extracted_from(path: Path, record: dict) -> bool:
+    """`path` exists and its provenance (or, for a converted file, its pickle's) names the archive
+    whose record is `record`."""
+    source = path.with_suffix(".pkl") if path.suffix == ".parquet" else path
+    record_path = source.with_name(source.name + ".source.json")
+    if not (path.is_file() and record_path.is_file()):
+        return False
+    try:
+        return json.loads(record_path.read_text()).get("archive_sha256") == record.get("sha256")
+    except (OSError, ValueError):
+        return False
+
+
+def _member_name(name: str) -> str | None:
+    """An archive entry's name as a relative POSIX path, or None for one that could point outside
+    the folder it is extracted to (absolute, a drive letter, a `..` part); such entries are never
+    read."""
+    name = name.replace("\\", "/").removeprefix("./")
+    parts = name.split("/")
+    if name.startswith("/") or re.match(r"^[A-Za-z]:", name) or ".." in parts:
+        return None
+    return name
+
+
+def extract_members(archive: str | Path, out_dir: str | Path, members: tuple[str, ...] | list[str],
+                    record: dict | None = None, max_bytes: int = MAX_MEMBER_BYTES) -> list[Path]:
+    """Extract `members` (relative paths inside the zip `archive`) to `out_dir/<member>`, each
+    atomically, with `<member>.source.json` (archive, its SHA-256 and URL, the member, bytes,
+    SHA-256). The destination is built from `members`, never from the archive's own names, and an
+    entry larger than `max_bytes` (declared or read) is refused, so no archive can write outside
+    `out_dir` or fill the disk. A missing member or an unreadable archive is a DownloadError."""
+    archive, out_dir = Path(archive), Path(out_dir)
+    record = record or {"url": str(archive), "sha256": sha256_of(archive)}
+    written = []
+    try:
+        with zipfile.ZipFile(archive) as zipped:
+            entries = {}
+            for info in zipped.infolist():
+                name = _member_name(info.filename)
+                if name is not None and not info.is_dir():
+                    entries.setdefault(name, info)
+            missing = [member for member in members if member not in entries]
+            if missing:
+                raise DownloadError(f"{archive}: not the expected TDC archive: {missing} not in it "
+                                    f"(it holds {sorted(entries)[:8]}); delete it and download "
+                                    "again")
+            for member in members:
+                info = entries[member]
+                if info.file_size > max_bytes:
+                    raise DownloadError(f"{archive}: {member} would extract to {info.file_size:,} "
+                                        f"bytes, more than the {max_bytes:,} allowed")
+                dest = out_dir / member
+                with zipped.open(info) as source, atomic_path(dest) as tmp, \
+                        open(tmp, "wb") as out:
+                    copied = 0
+                    while block := source.read(1 << 20):
+                        copied += len(block)
+                        if copied > max_bytes:
+                            raise DownloadError(f"{archive}: {member} extracts to more than "
+                                                f"{max_bytes:,} bytes")
+                        out.write(block)
+                write_json(dest.with_name(dest.name + ".source.json"),
+                           {"archive": archive.name, "archive_url": record.get("url"),
+                            "archive_sha256": record.get("sha256"), "member": member,
+                            "bytes": dest.stat().st_size, "sha256": sha256_of(dest)})
+                written.append(dest)
+    except zipfile.BadZipFile as error:  # also a CRC mismatch while reading a member
+        raise DownloadError(f"{archive}: not a readable zip archive ({error}); delete it and "
+                            "download again") from error
+    return written
+
+
+def group_pickle_to_parquet(pickle_path: Path) -> Path:
+    """Convert a DrugCombo-group pickle that this download extracted (as trusted as the archive it
+    came from) to Parquet beside it: the columns tagllm reads, every row in file order."""
+    import pandas as pd
+
+    from tagllm.data.tdc import drugcomb_group_columns
+
+    target = pickle_path.with_suffix(".parquet")
+    write_parquet(target, drugcomb_group_columns(pd.read_pickle(pickle_path), pickle_path))
+    return target
+
+
 def extract_flores(tarball: str | Path, out_dir: str | Path) -> None:
     """Extract the devtest files of our languages from the FLORES-101 tarball."""
     out_dir = Path(out_dir)
@@ -142,23 +332,58 @@ def extract_flores(tarball: str | Path, out_dir: str | Path) -> None:
                 tmp.write_bytes(data)
 
 
+def opus_revision() -> str:
+    """The revision of Helsinki-NLP/opus-100 to download: $TAGLLM_OPUS100_REVISION, else
+    `OPUS_REVISION`."""
+    return os.environ.get("TAGLLM_OPUS100_REVISION", "").strip() or OPUS_REVISION
+
+
 def _download_opus(pair: str, dest: Path, retries: int) -> None:
-    """Download the train shard(s) of one OPUS-100 pair and write them as one Parquet file."""
+    """Download the train shard(s) of one OPUS-100 pair, all from one commit of the hub repository
+    (`opus_revision()` resolved), and write them as one Parquet file with a provenance record."""
     import pandas as pd
     from huggingface_hub import HfApi
 
+    requested = opus_revision()
+    api = HfApi()
     try:
-        files = HfApi().list_repo_files("Helsinki-NLP/opus-100", repo_type="dataset")
+        commit = requested if COMMIT.fullmatch(requested) else \
+            api.dataset_info(OPUS_REPO, revision=requested).sha
+        files = api.list_repo_files(OPUS_REPO, repo_type="dataset", revision=commit)
     except Exception as error:  # the hub client raises many types; all mean "cannot list"
-        raise DownloadError(f"cannot list Helsinki-NLP/opus-100 on the hub ({error}); offline?") \
-            from error
+        raise DownloadError(f"cannot list {OPUS_REPO} at revision {requested} on the hub ({error}); "
+                            "offline, or no such revision?") from error
+    if not commit or not COMMIT.fullmatch(str(commit)):
+        raise DownloadError(f"{OPUS_REPO}: revision {requested} did not resolve to a commit "
+                            f"({commit!r})")
     shards = sorted(f for f in files if f.startswith(f"{pair}/train-") and f.endswith(".parquet"))
     if not shards:
-        raise DownloadError(f"Helsinki-NLP/opus-100 has no train shards for {pair}")
-    parts = []
+        raise DownloadError(f"{OPUS_REPO} has no train shards for {pair} at commit {commit}")
+    parts, fetched = [], []
     for shard in shards:
         local = dest.parent / "shards" / Path(shard).name
-        fetch(f"{HF}/Helsinki-NLP/opus-100/resolve/main/{shard}", local, min_bytes=OPUS_SHARD_MIN_BYTES,
-              retries=retries)
+        url = f"{HF}/{OPUS_REPO}/resolve/{commit}/{shard}"
+        _drop_if_from_elsewhere(local, url)
+        record = fetch(url, local, min_bytes=OPUS_SHARD_MIN_BYTES, retries=retries)
+        fetched.append({"file": shard, "url": url, "bytes": record.get("bytes"),
+                        "sha256": record.get("sha256")})
         parts.append(pd.read_parquet(local))
     write_parquet(dest, pd.concat(parts, ignore_index=True))
+    write_json(dest.with_name(dest.name + ".source.json"),
+               {"repo": OPUS_REPO, "revision_requested": requested, "revision": commit,
+                "pinned": requested == commit, "shards": fetched})
+
+
+def _drop_if_from_elsewhere(local: Path, url: str) -> None:
+    """Remove a shard kept from an earlier download of another revision (its record names another
+    URL), so that `fetch` does not take it for this one."""
+    record_path = local.with_name(local.name + ".source.json")
+    if not (local.is_file() and record_path.is_file()):
+        return
+    try:
+        recorded = json.loads(record_path.read_text()).get("url")
+    except (OSError, ValueError):
+        recorded = None
+    if recorded != url:
+        local.unlink()
+        record_path.unlink()

@@ -112,7 +112,7 @@ if EVALUATED_TOGETHER:
         input:
             model=get_model_dir(),
             runs=get_family_eval_inputs,
-            test=f"results/data/{RUNS[FAMILY_RUN]['dataset']}/test.parquet",
+            test=f"results/data/{RUNS[FAMILY_RUN].dataset}/test.parquet",
         output:
             predictions=expand(
                 "results/eval/{method}/{run}/seed{{seed}}/predictions.parquet",
@@ -139,7 +139,7 @@ if EVALUATED_TOGETHER:
             * len(EVALUATED_TOGETHER),
         params:
             launch=get_eval_launcher,
-            task=RUNS[FAMILY_RUN]["task"] if FAMILY_RUN else "",
+            task=run_task_arg(FAMILY_RUN),
             name=FAMILY_RUN,
             runs=get_family_eval_dirs,
             device=lookup(dpath="device", within=config),

@@ -25,6 +25,7 @@ rule train_domain_tag:
     params:
         launch=get_launcher,
         column=get_domain_tag_column,
+        tag=get_domain_tag_arg,
         tag_length=lookup(dpath="tag_length", within=config),
         device=lookup(dpath="device", within=config),
         dtype=lookup(dpath="model/dtype", within=config, default="float32"),
@@ -33,7 +34,7 @@ rule train_domain_tag:
         flags=get_stage1_flags,
     shell:
         "{params.launch} train-domain-tag --model {input.model} --data {input.data}"
-        " --column {params.column} --tag {wildcards.tag} --tag-length {params.tag_length}"
+        " --column {params.column} --tag {params.tag} --tag-length {params.tag_length}"
         " --device {params.device} --dtype {params.dtype} --threads {threads}"
         " {params.char_level} {params.bf16_inference} {params.flags}"
         " --out-dir results/tags/stage1/{wildcards.tag}/seed{wildcards.seed} > {log} 2>&1"
@@ -144,7 +145,7 @@ if TRAINED_TOGETHER:
     rule train_function_tag_family:
         input:
             model=get_model_dir(),
-            data=f"results/data/{RUNS[FAMILY_RUN]['dataset']}/train.parquet",
+            data=f"results/data/{RUNS[FAMILY_RUN].dataset}/train.parquet",
             domain_tags=get_family_domain_tags,
         output:
             tags=expand(
@@ -183,7 +184,7 @@ if TRAINED_TOGETHER:
             * len(TRAINED_TOGETHER),
         params:
             launch=get_launcher,
-            task=RUNS[FAMILY_RUN]["task"] if FAMILY_RUN else "",
+            task=run_task_arg(FAMILY_RUN),
             methods=" ".join(TRAINED_TOGETHER),
             out_dirs=get_family_run_dirs,
             domain_tags=get_family_domain_tags_flag,

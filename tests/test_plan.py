@@ -1,0 +1,104 @@
+"""The experiment plan (tagllm/plan.py): typed runs, jobs and seeds from a config, run names kept
+apart from task names, light imports; and the schema's enums match the Python registries."""
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from snakemake.utils import update_config
+
+from tagllm.data.kinds import KIND_COLUMNS
+from tagllm.data.prepare import KIND_SOURCES
+from tagllm.data.table import COLUMN_KINDS, SPLITS
+from tagllm.gpu_figures import seed_figures
+from tagllm.methods import METHODS
+from tagllm.plan import build_plan
+from tagllm.preflight import active
+from tagllm.tasks import FIELD_KINDS, KINDS, METRICS
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT = yaml.safe_load((ROOT / "config.yaml").read_text())
+SCHEMA = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+
+
+def overlaid(*files: str) -> dict:
+    config = copy.deepcopy(DEFAULT)
+    for name in files:
+        update_config(config, yaml.safe_load((ROOT / name).read_text()))
+    return active(config)
+
+
+def test_default_plan_runs_jobs_and_seeds():
+    plan = build_plan(active(copy.deepcopy(DEFAULT)))
+    assert plan.runs["dc_synthetic"].task.name == "dc"  # a run is not its task
+    assert plan.runs["dc_synthetic"].dataset == "dc_synthetic"
+    assert plan.regression_runs == ["qed", "descriptor", "dc_synthetic", "ba_synthetic"]
+    assert plan.generation_runs == ["translate"]
+    assert plan.job_seeds("tagllm", "qed") == [0, 1, 2]
+    assert plan.job_seeds("lora", "qed") == [0]
+    assert plan.stage1_seed(2) == 0
+    # The baselines' budget, Tag-LLM beside it, and the probe on every row.
+    assert plan.jobs[("lora", "qed")]["max_examples"] == 24
+    assert plan.jobs[("tagllm_budget", "qed")]["max_examples"] == 24
+    assert plan.jobs[("linear_probe", "qed")]["max_examples"] == 0
+    assert ("tagllm_p50", "dc_synthetic") in plan.jobs
+    assert plan.tags_together == ["EN", "FR", "RU", "DE", "IT", "EL", "ES", "PT"]
+    # One job for the sweep and the tag-training ablations (Tag-LLM's prompt first: shared
+    # prefixes); the enriched and probe ablations train elsewhere, but are scored with them.
+    assert plan.trained_together == ["tagllm_p1", "tagllm_p10", "tagllm_p20", "tagllm_p5",
+                                     "tagllm_p50", "no_head", "no_domain_tags"]
+    assert {"enriched", "no_function_tags"} <= set(plan.evaluated_together)
+    assert plan.seeded_runs == plan.headline_runs and plan.seeds_together == [0, 1, 2]
+    assert "results/eval/copy_source/translate/metrics.json" in plan.eval_metric_files()
+    assert len(plan.run_metric_files()) == sum(len(plan.job_seeds(m, r)) for m, r in plan.jobs)
+
+
+def test_plan_of_an_own_task_keeps_run_and_task_apart():
+    plan = build_plan(overlaid("presets/own_task.yaml", "examples/activity/config.yaml"))
+    assert list(plan.runs) == ["activity"]
+    run = plan.runs["activity"]
+    assert run.task.function_tag == "Activity" and run.task.domain_tags == ("Ligand",)
+    assert run.task.fields == {"smiles": "smiles"}  # from the table's declared columns
+    assert set(plan.jobs) == {("tagllm", "activity"), ("linear_probe", "activity")}
+    assert plan.model_free_jobs() == [("train_mean", "activity"),
+                                      ("nearest_neighbour", "activity")]
+
+
+def test_gpu_hours_count_the_seeds_the_plan_trains():
+    figures = seed_figures(ROOT / "presets/paper.yaml")
+    assert figures["seeds_dc"].value == figures["seeds_ba"].value == 5
+    assert figures["seeds_qed"].value == 1
+
+
+def test_the_plan_imports_no_model_or_chemistry_library():
+    code = ("import sys, tagllm.plan, tagllm.config_check, tagllm.cli; "
+            "print(sorted(m for m in ('torch', 'transformers', 'rdkit', 'Bio', 'peptides') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def _enum(*path):
+    node = SCHEMA
+    for part in path:
+        node = node[part]
+    return node["enum"] if "enum" in node else node["items"]["enum"]
+
+
+def test_schema_enums_match_the_registries():
+    task = SCHEMA["$defs"]["task"]["properties"]
+    assert set(task["kind"]["enum"]) == set(KINDS)
+    assert set(task["metric"]["enum"]) == {m for ms in METRICS.values() for m in ms}
+    assert set(task["fields"]["additionalProperties"]["enum"]) == set(FIELD_KINDS)
+    dataset = SCHEMA["$defs"]["dataset"]["properties"]
+    assert set(dataset["kind"]["enum"]) == set(KIND_SOURCES) == {*KIND_COLUMNS, "table"}
+    assert set(dataset["source"]["enum"]) == {s for ss in KIND_SOURCES.values() for s in ss}
+    assert set(dataset["columns"]["additionalProperties"]["enum"]) == set(COLUMN_KINDS)
+    assert set(dataset["split"]["enum"]) == set(SPLITS)
+    baselines = _enum("properties", "baselines", "properties", "methods")
+    assert set(baselines) <= set(METHODS)
+    assert all(METHODS[m].trainer in ("adapter", "probe") for m in baselines)
+    ablations = _enum("properties", "ablations", "properties", "methods")
+    assert set(ablations) <= set(METHODS)
