@@ -30,17 +30,9 @@ import yaml
 from tagllm.baselines import train_baseline
 from tagllm.evaluate import evaluate_runs, evaluate_train_mean
 from tagllm.loop import TrainConfig
+from tagllm.plan import build_plan
 from tagllm.precision import describe_cpu
-from tagllm.tasks import get_task
 from tagllm.train import train_function_tags
-
-
-def run_entry(config: dict, run: str) -> dict:
-    for stage in ("stage2", "stage3"):
-        entry = (config.get(stage) or {}).get(run)
-        if entry is not None:
-            return entry
-    raise SystemExit(f"{run}: not a stage2/stage3 run of config.yaml")
 
 
 def main() -> None:
@@ -57,14 +49,16 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
     config = yaml.safe_load(Path(args.config).read_text())
-    entry = run_entry(config, args.run)
-    task = get_task(entry.get("task", args.run))
+    runs = build_plan(config).runs
+    if args.run not in runs:
+        raise SystemExit(f"{args.run}: not a stage2/stage3 run of {args.config}")
+    task, dataset, train_block = runs[args.run].task, runs[args.run].dataset, runs[args.run].train
     results = Path(args.results)
     model = results / "models" / config["model"]["name"]
-    data = results / "data" / entry.get("dataset", args.run)
+    data = results / "data" / dataset
     domain = [results / "tags" / "stage1" / tag / "seed0" for tag in task.domain_tags]
     known = {f.name for f in fields(TrainConfig)}
-    train = {k: v for k, v in (entry.get("train") or {}).items() if k in known}
+    train = {k: v for k, v in train_block.items() if k in known}
     print(f"# {args.run}: {describe_cpu()}; train block {train}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         pairs = [(init, seed) for init in args.inits for seed in args.seeds]
@@ -72,21 +66,21 @@ def main() -> None:
         configs = [TrainConfig(**{**train, "head_init": init, "seed": seed, "checkpoint_every": 0})
                    for init, seed in pairs]
         started = time.perf_counter()
-        train_function_tags(model, task.name, data / "train.parquet", domain,
+        train_function_tags(model, task, data / "train.parquet", domain,
                             [("tagllm", out) for out in outs], config["tag_length"], configs[0],
                             char_level=config.get("char_level", True), configs=configs)
         trained = time.perf_counter() - started
-        scores = evaluate_runs(model, outs, [out / "eval" for out in outs], task.name,
+        scores = evaluate_runs(model, outs, [out / "eval" for out in outs], task,
                                data / "test.parquet", char_level=config.get("char_level", True))
-        mean = evaluate_train_mean(task.name, data / "train.parquet", data / "test.parquet",
+        mean = evaluate_train_mean(task, data / "train.parquet", data / "test.parquet",
                                    Path(tmp) / "train_mean")
         probe = None
         if args.probe:
             out = Path(tmp) / "linear_probe"
-            train_baseline(model, "linear_probe", task.name, data / "train.parquet", out,
+            train_baseline(model, "linear_probe", task, data / "train.parquet", out,
                            config["tag_length"], TrainConfig(**train),
                            char_level=config.get("char_level", True))
-            probe = evaluate_runs(model, [out], [out / "eval"], task.name, data / "test.parquet",
+            probe = evaluate_runs(model, [out], [out / "eval"], task, data / "test.parquet",
                                   char_level=config.get("char_level", True))[0]
     metric = task.metric
     rows = {}

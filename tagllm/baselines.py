@@ -29,7 +29,6 @@ from tagllm.tasks import Task, as_task
 from tagllm.train import (
     Base,
     _batch_order,
-    check_labels,
     encode_examples,
     fit_head,
     load_domain_tags,
@@ -148,7 +147,6 @@ def _training_rows(base, method, task, data_path: str | Path, tag_length: int,
     its encoded prompts and their length-grouped batches."""
     frame = read_table(data_path, task.columns(), max_examples, config.seed,
                        kinds=task.column_kinds())
-    check_labels(task, frame, data_path)
     tags = TagTable(base.info)
     if method.uses_domain_tags:
         load_domain_tags(tags, list(domain_tag_dirs or []), task.domain_tags, tag_length)

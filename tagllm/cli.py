@@ -106,9 +106,9 @@ def dataset_cli_flags(entry: Mapping[str, object], inputs: Mapping[str, object],
 def task_cli_arg(task) -> str:
     """--task for a job: a built-in task's name when `task` is that task as shipped, else its spec
     as (shell-quoted) JSON, so a job needs no config to know a task the config defines."""
-    from tagllm.tasks import TASKS
+    from tagllm.tasks import is_builtin
 
-    if TASKS.get(task.name) == task and TASKS[task.name].to_json() == task.to_json():
+    if is_builtin(task):
         return task.name
     return shlex.quote(json.dumps(task.to_json(), sort_keys=True))
 

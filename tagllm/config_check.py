@@ -156,7 +156,8 @@ def _reference_problems(config: Mapping) -> list[str]:
                 continue
             if name in runs:
                 problems.append(f"{_where((stage, name))}: run {name!r} is also in {runs[name][0]}")
-            task = tasks.get(TASK_ALIASES.get(entry.get("task", name), entry.get("task", name)))
+            named = entry.get("task", name)
+            task = tasks.get(named) or tasks.get(TASK_ALIASES.get(named, named))
             runs[name] = (stage, task)
             if task is None and entry.get("task", name) in (config.get("tasks") or {}):
                 continue  # its task does not build: reported under tasks:
@@ -183,7 +184,8 @@ def _reference_problems(config: Mapping) -> list[str]:
                                 f"tag{'s' * (len(missing) > 1)} {', '.join(missing)}, which "
                                 f"stage1 does not define")
 
-    def run(path: tuple, name: str, regression: bool = False, single_input: bool = False) -> None:
+    def run(path: tuple, name: str, regression: bool = False, single_input: bool = False,
+            direct: bool = False) -> None:
         if name in switched_off and name not in runs:
             problems.append(f"{_where(path)}: run {name!r} is switched off (null) in stage2/stage3")
         elif name not in runs:
@@ -194,7 +196,12 @@ def _reference_problems(config: Mapping) -> list[str]:
         elif regression and task.kind != "regression":
             problems.append(f"{_where(path)}: run {name!r} is not a regression run")
         elif single_input and len(task.char_fields) != 1:
-            problems.append(f"{_where(path)}: run {name!r} has more than one input string")
+            problems.append(f"{_where(path)}: run {name!r} has {len(task.char_fields)} SMILES or "
+                            f"protein inputs; the nearest neighbour needs exactly one")
+        elif direct and task.kind == "generation" and not {"src_lang", "tgt_lang"} <= set(
+                task.input_columns()):
+            problems.append(f"{_where(path)}: run {name!r} is not a translation (src_lang and "
+                            f"tgt_lang); direct prompting asks for a translation")
 
     headline = config.get("headline") or {}
     baselines = config.get("baselines") or {}
@@ -208,23 +215,11 @@ def _reference_problems(config: Mapping) -> list[str]:
     for key, regression, single in (("runs", True, False), ("nearest_neighbour", True, True),
                                     ("direct_prompting", False, False)):
         for i, name in enumerate(baselines.get(key) or []):
-            run(("baselines", key, i), name, regression, single)
+            run(("baselines", key, i), name, regression, single, key == "direct_prompting")
     if ablations.get("run"):
         run(("ablations", "run"), ablations["run"])
-    seeds = config.get("seeds") or [0]
-    trained_seeds = {*seeds, *(headline.get("seeds") or [])}
-    for name, entry in (config.get("predict") or {}).items():
-        run(("predict", name, "run"), entry["run"])
-        method = entry.get("method", "tagllm")
-        if method not in METHODS and not SWEEP_PATTERN.fullmatch(method):
-            problems.append(f"{_where(('predict', name, 'method'))}: {method!r} is not a method"
-                            f"{_suggest(method, METHODS)}")
-        elif METHODS.get(method) is not None and METHODS[method].trainer == "none":
-            problems.append(f"{_where(('predict', name, 'method'))}: {method} trains nothing "
-                            f"to apply")
-        if entry.get("seed", seeds[0]) not in trained_seeds:
-            problems.append(f"{_where(('predict', name, 'seed'))}: seed {entry['seed']} is not "
-                            f"trained (seeds: {', '.join(map(str, sorted(trained_seeds)))})")
+    if config.get("predict") and not problems:
+        _predict_problems(config, problems)
     enriching = [m for m in ablations.get("methods") or [] if METHODS[m].enriched_tags_from]
     if ablations.get("enrich_run"):
         run(("ablations", "enrich_run"), ablations["enrich_run"])
@@ -232,6 +227,31 @@ def _reference_problems(config: Mapping) -> list[str]:
         problems.append(f"{_where(('ablations',))}: the {enriching[0]} ablation needs enrich_run "
                         f"(the run whose training enriches the domain tags)")
     return problems
+
+
+def _predict_problems(config: Mapping, problems: list[str]) -> None:
+    """Each `predict:` entry names a (method, run, seed) that the plan trains."""
+    from tagllm.plan import build_plan
+
+    plan = build_plan({**config, **{section: {k: v for k, v in (config.get(section) or {}).items()
+                                              if v is not None}
+                                    for section in ("data", "stage1", "stage2", "stage3")}})
+    for name, entry in config["predict"].items():
+        run, method = entry["run"], entry.get("method", "tagllm")
+        if run not in plan.runs:
+            problems.append(f"{_where(('predict', name, 'run'))}: {run!r} is not a run (a key "
+                            f"of stage2/stage3){_suggest(run, plan.runs)}")
+            continue
+        trained = sorted(m for m, r in plan.jobs if r == run)
+        if (method, run) not in plan.jobs:
+            problems.append(f"{_where(('predict', name, 'method'))}: {method!r} is not trained on "
+                            f"run {run!r} (trained there: {', '.join(trained)})")
+            continue
+        seeds = plan.job_seeds(method, run)
+        seed = entry.get("seed", plan.seeds[0])
+        if seed not in seeds:
+            problems.append(f"{_where(('predict', name, 'seed'))}: {method} on {run} is trained "
+                            f"with seeds {', '.join(map(str, seeds))}, not {seed}")
 
 
 def _task_problems(config: Mapping, problems: list[str]) -> tuple[dict[str, Task], set[str]]:

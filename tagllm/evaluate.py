@@ -23,7 +23,7 @@ from tagllm.methods import Method, get_method, parse_label
 from tagllm.metrics import regression_metrics, target_class_metrics, translation_metrics
 from tagllm.objectives import PrefixStore, regression_hidden
 from tagllm.tags import TAGS_META, TagTable
-from tagllm.tasks import LANGUAGE_NAMES, Task, as_task, task_from_json
+from tagllm.tasks import LANGUAGE_NAMES, Task, as_task, task_of_metrics
 from tagllm.train import Base, encode_examples, read_run_spec, read_table
 
 # Direct prompting of translation: the base model told the languages in words, no tags; an
@@ -165,7 +165,7 @@ def evaluate_runs(model_dir: str | Path, run_dirs: Sequence[str | Path | None],
         # PEFT wraps the model's layers in place: a later run would see them.
         raise ValueError(f"adapter runs ({adapters}) must be evaluated one per process")
     # An unknown task fails before the model loads.
-    tasks = [run_task(spec, task) for spec in specs]
+    tasks = [scored_task(spec, task) for spec in specs]
     base = Base.load(model_dir, dtype, device, char_level, cpu_bf16_inference)
     # One run reuses nothing: no store memory then (the prefix path still runs the common start once).
     store = PrefixStore(cache_budget_mb * 2**20 if len(run_dirs) > 1 else 0)
@@ -175,13 +175,24 @@ def evaluate_runs(model_dir: str | Path, run_dirs: Sequence[str | Path | None],
                                                                  out_dirs, strict=True)]
 
 
-def run_task(spec: dict, task: Task | str | None) -> Task:
-    """The task a run is scored on: the spec its run.json holds, else `task`."""
-    if spec.get("task_spec"):
-        return task_from_json(spec["task_spec"])
+def scored_task(spec: dict, task: Task | str | None) -> Task:
+    """The task a run is scored on: the one its run.json (`spec`) holds, else `task`."""
+    if spec.get("task_spec") or spec.get("task"):
+        return task_of_metrics(spec)
     if task is None or task == "":
         raise ValueError("no task: the run's run.json names none, and none was given (--task)")
     return as_task(task)
+
+
+def scored_rows(test_path: str | Path, task: Task, max_rows: int,
+              columns: list[str] | None = None) -> pd.DataFrame:
+    """The test rows scored (`first_rows`), checked as the task's columns say."""
+    return first_rows(read_table(test_path, columns or task.columns(), kinds=task.column_kinds()),
+                      task, max_rows)
+
+
+def training_labels(train_path: str | Path, task: Task) -> pd.Series:
+    return read_table(train_path, [task.label], kinds=task.column_kinds())[task.label].astype(float)
 
 
 def _evaluate(base: Base, store: PrefixStore, run_dir: str | Path | None, spec: dict,
@@ -189,7 +200,7 @@ def _evaluate(base: Base, store: PrefixStore, run_dir: str | Path | None, spec: 
               batch_size: int, name: str, train_path: str | Path | None, max_rows: int,
               max_new_tokens: int) -> dict:
     predictor = Predictor.from_run(base, run_dir, method, task)
-    frame = first_rows(read_table(test_path, task.columns(), kinds=task.column_kinds()), task, max_rows)
+    frame = scored_rows(test_path, task, max_rows)
     rows = frame.to_dict("records")
     run = name or task.name
     if task.kind == "generation":
@@ -216,7 +227,7 @@ def _evaluate(base: Base, store: PrefixStore, run_dir: str | Path | None, spec: 
     if "label_mean" not in spec:
         if train_path is None:
             raise ValueError("decoding a label needs the training labels (a run or --train)")
-        labels = read_table(train_path, [task.label], kinds=task.column_kinds())[task.label].astype(float)
+        labels = training_labels(train_path, task)
         spec = {"label_mean": labels.mean(), "label_min": labels.min(), "label_max": labels.max()}
     predicted, decoded, parsed, clipped = decode_labels(predictor, examples, batch_size, spec)
     frame = frame.assign(decoded=decoded, parsed=[p is not None for p in parsed])
@@ -267,8 +278,8 @@ def evaluate_train_mean(task: Task | str, train_path: str | Path, test_path: str
                         out_dir: str | Path, name: str = "", max_rows: int = 0) -> dict:
     """Predict the training-label mean for every test example."""
     task = as_task(task)
-    mean = float(read_table(train_path, [task.label], kinds=task.column_kinds())[task.label].mean())
-    frame = first_rows(read_table(test_path, [task.label], kinds=task.column_kinds()), task, max_rows)
+    mean = float(training_labels(train_path, task).mean())
+    frame = scored_rows(test_path, task, max_rows, [task.label])
     return _write(frame, [mean] * len(frame), task, name or task.name, "train_mean", "none",
                   out_dir, test_path)
 
@@ -282,7 +293,7 @@ def evaluate_nearest_neighbour(task: Task | str, train_path: str | Path, test_pa
         raise ValueError(f"nearest neighbour needs a task with one input string, not {task.name}")
     column = fields[0]
     train = read_table(train_path, [column, task.label], kinds=task.column_kinds())
-    frame = first_rows(read_table(test_path, [column, task.label], kinds=task.column_kinds()), task, max_rows)
+    frame = scored_rows(test_path, task, max_rows, [column, task.label])
     from tagllm.baselines import nearest_neighbour_labels  # no model needed: skip its imports
 
     predicted = nearest_neighbour_labels(train[column].astype(str).tolist(),
@@ -297,13 +308,12 @@ def evaluate_copy_source(task: Task | str, train_path: str | Path | None, test_p
     """Translation by copying the source sentence: the floor a translation must clear (names,
     numbers and placeholders such as `%(name)s` carry over unchanged). `train_path` is unused."""
     task = as_task(task)
-    texts = [column for column, kind in task.fields.items() if kind == "text"
-             and column not in task.group_by]
-    if task.kind != "generation" or len(texts) != 1:
+    source = task.source_text()
+    if source is None:
         raise ValueError(f"copying the source scores a generation task with one text input, "
                          f"not {task.name}")
-    frame = first_rows(read_table(test_path, task.columns(), kinds=task.column_kinds()), task, max_rows)
-    return write_translation(frame, frame[texts[0]].astype(str).tolist(), task,
+    frame = scored_rows(test_path, task, max_rows)
+    return write_translation(frame, frame[source].astype(str).tolist(), task,
                              name or task.name, "copy_source", "none", out_dir)
 
 

@@ -58,11 +58,11 @@ class Method:
     def prompt(self, task: Task, row: Mapping[str, object]) -> str:
         """The task's prompt for one row, with this method's domain and function parts."""
         text = task.prompt(row)
-        if not self.function_tag:
-            text = text.replace(f" <{task.function_tag}>", "")
-        if self.domain == "none":
+        if not self.function_tag:  # with the space or line break before it
+            text = re.sub(rf"\s?<{re.escape(task.function_tag)}>", "", text)
+        if self.domain == "none":  # with the space after each
             for tag in task.domain_tags:
-                text = text.replace(f"<{tag}> ", "")
+                text = re.sub(rf"<{re.escape(tag)}>\s?", "", text)
         return text
 
     def virtual_tokens(self, task: Task, tag_length: int) -> int:

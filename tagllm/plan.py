@@ -144,9 +144,11 @@ class Plan:
     # ------------------------------------------------------------------- what the tables read
     def model_free_jobs(self) -> list[tuple[str, str]]:
         """(method, run) scored without a model: the training mean on every regression run, the
-        nearest neighbour on the runs listed for it, the copied source on every generation run."""
+        nearest neighbour on the runs listed for it, the copied source on every generation run
+        with one source text (translation)."""
         jobs = [("train_mean", run) for run in self.regression_runs]
-        jobs += [("copy_source", run) for run in self.generation_runs]
+        jobs += [("copy_source", run) for run in self.generation_runs
+                 if self.runs[run].task.source_text() is not None]
         return jobs + [("nearest_neighbour", run)
                        for run in self.section("baselines").get("nearest_neighbour") or []]
 

@@ -27,7 +27,7 @@ import pandas as pd
 
 from tagllm.atomic import write_text
 from tagllm.methods import MODEL_FREE_PAPER, SWEEP_PATTERN, get_method
-from tagllm.tasks import task_of_metrics
+from tagllm.tasks import is_builtin, task_of_metrics
 
 # `direction`: a translation direction (`en-fr`), empty for a regression run; last, as only
 # translation rows have one.
@@ -96,16 +96,18 @@ def paper_value(method: str, task: str) -> float | None:
 
 def long_rows(evaluations: list[dict]) -> pd.DataFrame:
     """Every number, averaged over seeds: (run, task, method, metric, direction) -> value, with
-    the paper's (looked up by task: a run `my_qed` of task `qed` gets QED's)."""
+    the paper's (looked up by task: a run `my_qed` of task `qed` gets QED's; a task a config
+    defines, or redefines, has only its own `paper_value`, for Tag-LLM)."""
     records = []
     for metrics in evaluations:
         task = task_of_metrics(metrics)
+        builtin = is_builtin(task)
         run, method = metrics.get("run", metrics["task"]), metrics["method"]
         key = {"run": run, "task": task.name, "direction": None, "method": method}
-        if "directions" in metrics:  # a translation: scored per direction
+        if metrics.get("directions"):  # a translation: scored per direction
             for direction, scores in metrics["directions"].items():
                 paper = None
-                if method in TABLE1_PAPER and direction in DIRECTIONS:
+                if builtin and method in TABLE1_PAPER and direction in DIRECTIONS:
                     paper = TABLE1_PAPER[method][DIRECTIONS.index(direction)]
                 for metric in ("spbleu", "bleu", "chrf", "nonempty"):
                     if metric in scores:  # `nonempty` is newer than some metrics files
@@ -114,11 +116,15 @@ def long_rows(evaluations: list[dict]) -> pd.DataFrame:
                                         "paper_value": paper if metric == "spbleu" else None,
                                         "headline": metric == task.metric})
             continue
-        for metric in dict.fromkeys([task.metric, "mse", "mae", "pearson"]):
-            records.append({**key, "metric": metric, "value": _number(metrics[metric]),
-                            "paper_value": paper_value(method, task.name)
-                            if metric == task.metric else None,
-                            "headline": metric == task.metric})
+        paper = paper_value(method, task.name) if builtin else \
+            task.paper_value if method == "tagllm" else None
+        scored = ("spbleu", "bleu", "chrf", "nonempty") if "directions" in metrics else \
+            ("mse", "mae", "pearson")  # a generation task scored as a whole: pooled scores
+        for metric in dict.fromkeys([task.metric, *scored]):
+            if metric in metrics:
+                records.append({**key, "metric": metric, "value": _number(metrics[metric]),
+                                "paper_value": paper if metric == task.metric else None,
+                                "headline": metric == task.metric})
     frame = pd.DataFrame(records, columns=[*KEYS, "value", "paper_value", "headline"])
     if frame.empty:
         return frame.reindex(columns=SUMMARY_COLUMNS)
@@ -153,6 +159,17 @@ def _value(frame: pd.DataFrame, run: str, method: str, metric: str) -> float | N
     """The value (mean over seeds) of one number, or None."""
     hit = _hit(frame, run, method, metric)
     return float(hit.value.iloc[0]) if len(hit) else None
+
+
+def _paper(frame: pd.DataFrame, run: str, method: str, metric: str,
+           task: str | None = None) -> float | None:
+    """The paper's value beside one of our numbers (as `long_rows` found it); for a method not
+    run on `run`, the paper's for `task` (None without one)."""
+    hit = _hit(frame, run, method, metric)
+    if not len(hit):
+        return paper_value(method, task) if task else None
+    value = hit.paper_value.iloc[0]
+    return None if value is None or pd.isna(value) else float(value)
 
 
 def _lookup(frame: pd.DataFrame, run: str, method: str, metric: str,
@@ -208,7 +225,7 @@ def table_tasks(frame: pd.DataFrame, methods: list[str], runs: list[dict]) -> pd
             ("0" if method in ("nearest_neighbour", "train_mean", "direct_prompting") else "-")
         for run, task, metric in columns:
             row[f"{run} {metric} (ours)"] = _lookup(frame, run, method, metric)
-            row[f"{run} (paper)"] = paper_value(method, task)
+            row[f"{run} (paper)"] = _paper(frame, run, method, metric, task)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -269,10 +286,11 @@ def table_ablation(frame: pd.DataFrame, run: str, tag_length: int) -> pd.DataFra
             full = SWEEP_PATTERN.fullmatch(method) or method == "tagllm"
             rows.append({"variant": "full Tag-LLM" if full else method_label(method),
                          f"{metric} (ours)": value,
-                         f"{metric} (paper)": paper_value("tagllm" if full else method, task)})
+                         f"{metric} (paper)": _paper(frame, run, "tagllm" if full else method,
+                                                     metric)})
     for p, value in tag_length_curve(frame, run, tag_length):
         rows.append({"variant": f"tag length p = {p}", f"{metric} (ours)": value,
-                     f"{metric} (paper)": paper_value("tagllm", "dc")
+                     f"{metric} (paper)": _paper(frame, run, "tagllm", metric)
                      if p == 10 and task == "dc" else None})
     return pd.DataFrame(rows)
 

@@ -35,6 +35,8 @@ def default_kind(column: str) -> str:
         return "number"
     if column.startswith("smiles"):
         return "smiles"
+    if column in ("src_lang", "tgt_lang"):  # a task's own row tags are checked by Task.prompt
+        return "language"
     return "protein" if column == "sequence" else "text"
 
 
@@ -84,7 +86,7 @@ def _text_problem(column: str, kind: str, value: object) -> str:
         if bad:
             return (f"protein has {''.join(bad)!r}, not only the 20 standard residues in upper "
                     "case")
-    if column in ("src_lang", "tgt_lang") and value not in LANGUAGE_NAMES:
+    if kind == "language" and value not in LANGUAGE_NAMES:
         return f"unknown language code {value!r} (known: {sorted(LANGUAGE_NAMES)})"
     return ""
 

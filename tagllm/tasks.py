@@ -25,13 +25,12 @@ from tagllm.data.kinds import dataset_columns
 from tagllm.errors import UserError
 from tagllm.prompts import FIELD_PATTERN
 
-LANGUAGE_TAGS = ("EN", "FR", "RU", "DE", "IT", "EL", "ES", "PT")
 LANGUAGE_NAMES = {"en": "English", "fr": "French", "ru": "Russian", "de": "German", "it": "Italian",
                   "el": "Greek", "es": "Spanish", "pt": "Portuguese"}
 KINDS = ("regression", "generation")
 METRICS = {"regression": ("mse", "mae", "pearson", "spearman"),
            "generation": ("spbleu", "bleu", "chrf")}
-FIELD_KINDS = ("smiles", "protein", "text")
+FIELD_KINDS = ("smiles", "protein", "text", "number")  # a number field goes in as its text
 CHAR_KINDS = ("smiles", "protein")  # one character per token, as the paper does
 # Lower is better for these metrics.
 LOWER_IS_BETTER = ("mse", "mae")
@@ -113,6 +112,13 @@ class Task:
 
     def __hash__(self) -> int:  # fields is a dict
         return hash((self.name, self.template, self.kind, self.label))
+
+    def source_text(self) -> str | None:
+        """A generation task's one text input (translation: `src`), which the copy-the-source
+        baseline copies; None when it has none or several."""
+        texts = [column for column, kind in self.fields.items() if kind == "text"
+                 and column not in (*self.row_tags, *self.group_by)]
+        return texts[0] if self.kind == "generation" and len(texts) == 1 else None
 
     def column_kinds(self) -> dict[str, str]:
         """What each column of `columns()` holds: smiles, protein, text or number (the label of
@@ -197,7 +203,7 @@ def build_task(name: str, spec: Mapping[str, object], domain_tags: Iterable[str]
                             f"(columns: {', '.join(columns)})")
         if kind_of is None:
             raise UserError(f"{where}: field {{{column}}} needs a kind (fields: {{{column}: "
-                            f"smiles|protein|text}})")
+                            f"smiles|protein|text|number}})")
         if kind_of not in FIELD_KINDS:
             raise UserError(f"{where}: field {column} is {kind_of!r}; a field is one of "
                             f"{', '.join(FIELD_KINDS)}")
@@ -214,6 +220,16 @@ def build_task(name: str, spec: Mapping[str, object], domain_tags: Iterable[str]
             raise UserError(f"{where}: label {label!r} is a {columns[label]} column; a {kind} "
                             f"task's label is a {label_kind} column")
     group_by = tuple(spec.get("group_by") or ())
+    if group_by and kind != "generation":
+        raise UserError(f"{where}: group_by scores a generation task per group; a regression "
+                        f"task is scored on all its rows")
+    missing_groups = [c for c in group_by if columns is not None and c not in columns]
+    if missing_groups:
+        raise UserError(f"{where}: group_by {', '.join(missing_groups)} not a column of "
+                        f"{dataset} (columns: {', '.join(columns or {})})")
+    if spec.get("function_tag") not in (None, function_tag):
+        raise UserError(f"{where}: function_tag {spec['function_tag']!r} is not the tag its "
+                        f"template ends with (<{function_tag}>)")
     stage = int(spec.get("stage", 3 if len(domain) > 1 else 2))
     paper = spec.get("paper_value")
     return Task(name, template, kind, metric, label, fields, domain, function_tag, stage,
@@ -307,6 +323,11 @@ def get_task(name: str) -> Task:
 def get_domain_tag(name: str) -> DomainTag:
     """A built-in domain tag by name."""
     return builtin_registry().domain_tag(name)
+
+
+def is_builtin(task: Task) -> bool:
+    """Whether `task` is a built-in one as shipped (a config may redefine a built-in name)."""
+    return task.name in TASKS and TASKS[task.name].to_json() == task.to_json()
 
 
 def as_task(task: Task | str | Mapping[str, object]) -> Task:

@@ -37,7 +37,7 @@ from tagllm.precision import choose as choose_precision
 from tagllm.prefix_store import prefix_keys
 from tagllm.probe import RidgeFit, fit_ridge, head_from_fit
 from tagllm.prompts import Encoded, PromptEncoder
-from tagllm.table_checks import check_columns, check_numbers
+from tagllm.table_checks import check_columns
 from tagllm.tags import TagTable, read_tag_files
 from tagllm.tasks import DomainTag, Task, as_domain_tag, as_task
 
@@ -229,13 +229,6 @@ def _train_domain_tag(base: Base, tag: DomainTag | str, data_path: str | Path, c
 
 
 # --------------------------------------------------------------------------- stages 2 and 3
-def check_labels(task, frame: pd.DataFrame, path: str | Path) -> None:
-    """A regression task's labels are finite numbers (`read_table` checks a `y` column already;
-    this covers a task whose label column is named otherwise)."""
-    if task.kind == "regression":
-        check_numbers(frame[task.label], Path(path), "label")
-
-
 def load_domain_tags(tags: TagTable, folders: list[str | Path], needed: tuple[str, ...],
                      tag_length: int | None) -> None:
     """Add, frozen, each needed domain tag from the first folder that holds it (a stage-1 folder,
@@ -364,7 +357,6 @@ def _train_run(base: Base, store: PrefixStore | None, method: Method, task: Task
     seed_everything(config.seed)
     frame = read_table(data_path, task.columns(), config.max_examples, config.seed,
                        kinds=task.column_kinds())
-    check_labels(task, frame, data_path)
     tags = TagTable(base.info)
     if method.uses_domain_tags:
         load_domain_tags(tags, domain_tag_dirs, task.domain_tags, tag_length)

@@ -205,7 +205,8 @@ def test_unknown_and_switched_off_runs_are_named():
     assert problems(twice) == ["config stage3.qed: run 'qed' is also in stage2"]
     assert problems(unfit) == [
         "config baselines.runs[0]: run 'translate' is not a regression run",
-        "config baselines.nearest_neighbour[0]: run 'dc_synthetic' has more than one input string",
+        "config baselines.nearest_neighbour[0]: run 'dc_synthetic' has 2 SMILES or protein "
+        "inputs; the nearest neighbour needs exactly one",
         "config ablations: the enriched ablation needs enrich_run (the run whose training enriches "
         "the domain tags)"]
 

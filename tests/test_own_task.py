@@ -51,7 +51,8 @@ baselines: {runs: [], methods: [], train: null, nearest_neighbour: [my_rings],
             direct_prompting: []}
 predict:
   new_rows: {run: my_rings, input: my_data/new.csv}
-evaluate: {batch_size: 8, max_test_rows: 0, max_new_tokens: 8}
+# float32 forced: `auto` times the CPU, and the Python call below must match the rule's numbers.
+evaluate: {batch_size: 8, max_test_rows: 0, max_new_tokens: 8, cpu_bf16_inference: false}
 """
 
 
@@ -138,8 +139,7 @@ def test_own_task_from_a_csv_to_predictions(tmp_path):
     import tagllm
     from tagllm.errors import UserError
 
-    trained = tagllm.load_run(results / "runs/tagllm/my_rings/seed0",
-                              model_dir=results / "models/tiny_random")
+    trained = tagllm.load_run(results / "runs/tagllm/my_rings/seed0", cpu_bf16_inference="false")
     with pytest.raises(UserError, match="no column 'name', which task rings reads"):
         trained.predict([{"smiles": "CCO"}])
     rows = trained.predict([{"smiles": "c1ccccc1", "name": "benzene"}])
