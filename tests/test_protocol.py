@@ -112,7 +112,9 @@ def test_resume_after_sigkill_equals_uninterrupted(smiles_tag, tiny_model_dir, q
     common = ["train-function-tag", "--model", str(tiny_model_dir), "--task", "qed", "--data",
               str(qed_dir / "train.parquet"), "--domain-tags", str(smiles_tag), "--tag-length", "4",
               "--epochs", "40", "--batch-size", "2", "--grad-accum", "1", "--lr", "0.01",
-              "--checkpoint-every", "5", "--log-every", "50"]
+              "--checkpoint-every", "5", "--log-every", "50",
+              # float32 forced: `auto` times the CPU, which a busy machine can tip between runs
+              "--cpu-bf16-inference", "false"]
     whole = run_cli([*common, "--out-dir", str(tmp_path / "whole")])
     assert whole.returncode == 0, whole.stderr[-2000:]
 
@@ -148,7 +150,8 @@ def free_port() -> int:
 def test_torchrun_code_path_with_one_process(smiles_tag, tiny_model_dir, qed_dir, tmp_path):
     common = ["train-function-tag", "--model", str(tiny_model_dir), "--task", "qed", "--data",
               str(qed_dir / "train.parquet"), "--domain-tags", str(smiles_tag), "--tag-length", "4",
-              "--epochs", "2", "--batch-size", "4", "--checkpoint-every", "0"]
+              "--epochs", "2", "--batch-size", "4", "--checkpoint-every", "0",
+              "--cpu-bf16-inference", "false"]  # the same precision in both runs
     plain = run_cli([*common, "--out-dir", str(tmp_path / "plain")])
     env = {**os.environ, "RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1",
            "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
