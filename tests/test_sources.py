@@ -1,19 +1,19 @@
 """Real-source readers on small files in each source's real format, TDC's split logic, downloads."""
 
-import io
+import json
 import math
-import tarfile
 
 import numpy as np
 import pandas as pd
 import pytest
+from paper_fixtures import make_flores_tarball, mirror_path, write_opus
 
-from tagllm.data import tdc
-from tagllm.data.download import DownloadError, fetch, sha256_of
+from tagllm.data import sources, tdc
+from tagllm.data.download import DownloadError, fetch, mirrored, sha256_of
 from tagllm.data.kinds import required_downloads
 from tagllm.data.labels import blosum1_of_sequence, compute_labels, qed_of_smiles
 from tagllm.data.prepare import Settings, prepare_dataset
-from tagllm.data.sources import FLORES_CODES, extract_flores
+from tagllm.data.sources import extract_flores
 from tagllm.data.text import read_flores, read_opus
 
 
@@ -27,6 +27,25 @@ def test_fetch_file_url_writes_and_records(tmp_path):
     # Present and recorded: verified, not fetched again (the source may be gone by then).
     source.unlink()
     assert fetch(source.as_uri(), tmp_path / "out" / "file.bin", retries=1)["bytes"] == 100
+
+
+def test_a_mirror_serves_each_url_under_its_host_and_path(tmp_path, monkeypatch):
+    assert mirrored("https://huggingface.co/datasets/x/all.parquet", "") == \
+        "https://huggingface.co/datasets/x/all.parquet"
+    assert mirrored("https://dataverse.harvard.edu/api/access/datafile/4742443",
+                    "file:///srv/mirror/") == \
+        "file:///srv/mirror/dataverse.harvard.edu/api/access/datafile/4742443"
+    mirror = tmp_path / "mirror"
+    make_flores_tarball(mirror_path(mirror, sources.FLORES_URL), n=2)
+    # The download's own checks apply to what a mirror serves: this tarball is too small.
+    with pytest.raises(DownloadError, match="expected at least 1000000"):
+        sources.download_source("flores101", tmp_path / "a", retries=1, mirror=mirror.as_uri())
+    monkeypatch.setattr(sources, "LARGE_FILE_MIN_BYTES", 100)
+    sources.download_source("flores101", tmp_path / "b", retries=1, mirror=mirror.as_uri())
+    record = json.loads((tmp_path / "b" / f"{sources.FLORES_TARBALL}.source.json").read_text())
+    assert record["url"] == f"{mirror.as_uri()}/dl.fbaipublicfiles.com/flores101/dataset/" \
+                            "flores101_dataset.tar.gz"
+    assert read_flores(tmp_path / "b" / "devtest", "ru") == ["rus sentence 0", "rus sentence 1"]
 
 
 def test_fetch_rejects_zero_byte_and_checksum_mismatch(tmp_path):
@@ -48,11 +67,6 @@ def test_fetch_offline_is_a_clear_error(tmp_path):
 
 
 # ----------------------------------------------------------------------------- text sources
-def write_opus(path, a, b, rows):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"translation": [{a: x, b: y} for x, y in rows]}).to_parquet(path)
-
-
 def test_read_opus_struct_column(tmp_path):
     write_opus(tmp_path / "p.parquet", "en", "fr", [("Hello", "Bonjour"), ("Yes", "Oui")])
     frame = read_opus(tmp_path / "p.parquet", "fr", "en")
@@ -60,15 +74,6 @@ def test_read_opus_struct_column(tmp_path):
                                         {"src": "Oui", "tgt": "Yes"}]
     with pytest.raises(ValueError, match="not in this pair"):
         read_opus(tmp_path / "p.parquet", "de", "en")
-
-
-def make_flores_tarball(path, n=3):
-    with tarfile.open(path, "w:gz") as archive:
-        for code in FLORES_CODES.values():
-            data = "".join(f"{code} sentence {i}\n" for i in range(n)).encode()
-            info = tarfile.TarInfo(f"flores101_dataset/devtest/{code}.devtest")
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
 
 
 def test_flores_tarball_extraction(tmp_path):

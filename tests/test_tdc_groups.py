@@ -7,15 +7,14 @@ The pinned split indices below were cross-checked once against PyTDC 1.1.15's ow
 literals here so that the tests need no PyTDC."""
 
 import dataclasses
-import io
 import json
 import pickle
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from paper_fixtures import dc_group_files, dti_group_files, mirror_path, pickled, write_opus, write_zip
 from scipy import stats
 
 from tagllm.data import sources, tdc
@@ -66,27 +65,10 @@ def dc_test() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def write_zip(path: Path, files: dict[str, bytes]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in files.items():
-            archive.writestr(name, data)
-    return path
-
-
-def pickled(frame: pd.DataFrame) -> bytes:
-    buffer = io.BytesIO()
-    frame.to_pickle(buffer)
-    return buffer.getvalue()
-
-
 def group_files(source: str) -> dict[str, bytes]:
     if source == "tdc_dti_dg_group":
-        return {"dti_dg_group/": b"",
-                DTI_TRAIN: dti_train_val().to_csv(index=False).encode(),
-                DTI_TEST: dti_test().to_csv(index=False).encode()}
-    return {"drugcombo_group/drugcomb_hsa/test.pkl": pickled(dc_test()),  # another benchmark
-            DC_TRAIN: pickled(dc_train_val()), DC_TEST: pickled(dc_test())}
+        return dti_group_files(dti_train_val(), dti_test())
+    return dc_group_files(dc_train_val(), dc_test())  # with another benchmark's file
 
 
 @pytest.fixture()
@@ -318,39 +300,45 @@ def test_pearson_is_tdc_pcc():
 
 # ----------------------------------------------------------------------------- OPUS-100
 def test_opus_shards_come_from_one_recorded_commit(tmp_path, monkeypatch):
-    import huggingface_hub
-
+    """The hub's API (served by a file:// mirror) resolves the revision and lists the pair's
+    shards with their SHA-256; every shard comes from that commit and is checked against it."""
     commit = "1" * 40
-    shard = "en-fr/train-00000-of-00001.parquet"
-    remote = tmp_path / "hub" / "Helsinki-NLP" / "opus-100" / "resolve" / commit / shard
-    remote.parent.mkdir(parents=True)
-    pd.DataFrame({"translation": [{"en": f"Hello {i}", "fr": f"Bonjour {i}"}
-                                  for i in range(200)]}).to_parquet(remote)
-    asked = []
-
-    class FakeHub:
-        def dataset_info(self, repo, revision=None):
-            asked.append(("info", repo, revision))
-            return type("Info", (), {"sha": commit})()
-
-        def list_repo_files(self, repo, repo_type=None, revision=None):
-            asked.append(("list", repo, revision))
-            return [shard, "README.md"]
-
-    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHub)
-    monkeypatch.setattr(sources, "HF", (tmp_path / "hub").as_uri())
+    mirror = tmp_path / "mirror"
+    api = f"{sources.HF_API}/{sources.OPUS_REPO}"
+    shard = write_opus(mirror_path(mirror, f"{sources.HF}/{sources.OPUS_REPO}/resolve/{commit}/"
+                                           "en-fr/train-00000-of-00001.parquet"),
+                       "en", "fr", [(f"Hello {i}", f"Bonjour {i}") for i in range(200)])
+    listed = {"type": "file", "path": "en-fr/train-00000-of-00001.parquet",
+              "lfs": {"oid": sources.sha256_of(shard)}}
+    other = {"type": "file", "path": "en-fr/test-00000-of-00001.parquet"}  # not a train shard
+    for path, answer in (("revision/main", {"sha": commit}),
+                         (f"tree/{commit}/en-fr", [listed, other])):
+        mirror_path(mirror, f"{api}/{path}").parent.mkdir(parents=True, exist_ok=True)
+        mirror_path(mirror, f"{api}/{path}").write_text(json.dumps(answer))
     monkeypatch.delenv("TAGLLM_OPUS100_REVISION", raising=False)
     out = tmp_path / "opus100_en-fr"
-    sources.download_source("opus100_en-fr", out, retries=1)
+    sources.download_source("opus100_en-fr", out, retries=1, mirror=mirror.as_uri())
     record = json.loads((out / "train.parquet.source.json").read_text())
     assert record["revision_requested"] == "main" and record["revision"] == commit
-    assert not record["pinned"] and record["shards"][0]["url"].endswith(f"/resolve/{commit}/{shard}")
-    assert asked == [("info", "Helsinki-NLP/opus-100", "main"),
-                     ("list", "Helsinki-NLP/opus-100", commit)]
+    assert not record["pinned"] and len(record["shards"]) == 1
+    assert record["shards"][0]["url"] == \
+        f"{mirror.as_uri()}/huggingface.co/datasets/Helsinki-NLP/opus-100/resolve/{commit}/" \
+        "en-fr/train-00000-of-00001.parquet"
+    assert record["shards"][0]["sha256"] == record["shards"][0]["sha256_listed"]
     assert len(pd.read_parquet(out / "train.parquet")) == 200
-    # A pinned commit is used as it is (no lookup of a branch).
+    # A pinned commit is used as it is: no revision is resolved.
+    mirror_path(mirror, f"{api}/revision/main").unlink()
     monkeypatch.setenv("TAGLLM_OPUS100_REVISION", commit)
-    asked.clear()
-    sources.download_source("opus100_en-fr", tmp_path / "pinned", retries=1)
-    assert asked == [("list", "Helsinki-NLP/opus-100", commit)]
+    sources.download_source("opus100_en-fr", tmp_path / "pinned", retries=1, mirror=mirror.as_uri())
     assert json.loads((tmp_path / "pinned" / "train.parquet.source.json").read_text())["pinned"]
+    # A shard that is not the one the hub lists fails its checksum.
+    listed["lfs"]["oid"] = "0" * 64
+    mirror_path(mirror, f"{api}/tree/{commit}/en-fr").write_text(json.dumps([listed]))
+    with pytest.raises(DownloadError, match="SHA-256 mismatch"):
+        sources.download_source("opus100_en-fr", tmp_path / "changed", retries=1,
+                                mirror=mirror.as_uri())
+    # Offline (no answer from the hub): a clear error.
+    monkeypatch.delenv("TAGLLM_OPUS100_REVISION")
+    with pytest.raises(DownloadError, match="cannot list Helsinki-NLP/opus-100"):
+        sources.download_source("opus100_en-fr", tmp_path / "offline", retries=1,
+                                mirror=(tmp_path / "nothing").as_uri())

@@ -5,6 +5,10 @@ TDC files are known to arrive as 0-byte files, and Dataverse sometimes answers w
 a later run with the file present checks it against that record (or the pinned SHA-256, where one is
 given) instead of downloading again. The record only guards against corruption: anyone who can place
 a file can write its record too, so a pickle is unpickled only if `check_pickle` allows it.
+
+A mirror (`mirrored`, config key `download_mirror`) serves every URL under `<mirror>/<host>/<path>`,
+e.g. `file:///srv/mirror/huggingface.co/datasets/...`: the same code path (retries, checks, records)
+reads a copy of the sources, on a machine without network or in tests.
 """
 
 from __future__ import annotations
@@ -16,17 +20,33 @@ import shutil
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from tagllm.atomic import atomic_path, write_json
 from tagllm.errors import UserError
 
 log = logging.getLogger("tagllm")
 USER_AGENT = "tagllm (https://github.com/tagllm/tagllm)"
+# Largest answer `read_url` takes (a listing, not a data file).
+MAX_ANSWER_BYTES = 16 << 20
+T = TypeVar("T")
 
 
 class DownloadError(RuntimeError):
     """A file could not be fetched, or arrived truncated or corrupted."""
+
+
+def mirrored(url: str, mirror: str = "") -> str:
+    """`url` as `mirror` serves it: `<mirror>/<host>/<path>` (the scheme dropped, e.g.
+    https://huggingface.co/x -> file:///srv/mirror/huggingface.co/x); `url` itself without one."""
+    if not mirror:
+        return url
+    _, separator, rest = url.partition("://")
+    if not separator:
+        raise ValueError(f"{url}: not an absolute URL")
+    return f"{mirror.rstrip('/')}/{rest}"
 
 
 def sha256_of(path: str | Path) -> str:
@@ -69,32 +89,54 @@ def fetch(url: str, dest: str | Path, *, min_bytes: int = 1, sha256: str | None 
             write_json(record_path, record)
         log.info("%s: already present and verified", dest)
         return record
+    def download() -> None:
+        with atomic_path(dest) as tmp:
+            request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+            with urllib.request.urlopen(request, timeout=timeout) as response, \
+                    open(tmp, "wb") as out:
+                shutil.copyfileobj(response, out, length=1 << 20)
+            _verify(tmp, url, min_bytes, sha256)
+
+    _with_retries(url, download, retries, backoff,
+                  f"could not download to {dest}", "If this machine is offline, download the file "
+                  f"where there is network and place it at {dest}, or run the download rules on a "
+                  "login node first.")
+    record = {"url": url, "bytes": dest.stat().st_size, "sha256": sha256_of(dest),
+              "downloaded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    write_json(record_path, record)
+    return record
+
+
+def read_url(url: str, *, retries: int = 3, timeout: float = 60.0, backoff: float = 5.0) -> bytes:
+    """The body of a small answer (a listing from an API), with `fetch`'s retries; nothing is
+    written. More than `MAX_ANSWER_BYTES` is a DownloadError."""
+    def read() -> bytes:
+        request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            body = response.read(MAX_ANSWER_BYTES + 1)
+        if len(body) > MAX_ANSWER_BYTES:
+            raise DownloadError(f"{url}: more than {MAX_ANSWER_BYTES:,} bytes (not a listing?)")
+        return body
+
+    return _with_retries(url, read, retries, backoff, "could not read it",
+                         "Is this machine offline?")
+
+
+def _with_retries(url: str, attempt_once: Callable[[], T], retries: int, backoff: float,
+                  failed: str, remedy: str) -> T:
+    """`attempt_once()`, tried up to `retries` times with a growing pause between tries; a
+    DownloadError naming every try's reason if none succeeds."""
     errors: list[str] = []
     for attempt in range(1, retries + 1):
         try:
-            with atomic_path(dest) as tmp:
-                request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
-                with urllib.request.urlopen(request, timeout=timeout) as response, \
-                        open(tmp, "wb") as out:
-                    shutil.copyfileobj(response, out, length=1 << 20)
-                _verify(tmp, url, min_bytes, sha256)
-            break
+            return attempt_once()
         except (urllib.error.URLError, OSError, DownloadError) as error:
             reason = getattr(error, "reason", error)
             errors.append(f"try {attempt}: {reason}")
             log.warning("%s: download failed (%s)", url, reason)
             if attempt < retries:
                 time.sleep(backoff * attempt)
-    else:
-        raise DownloadError(
-            f"{url}: could not download to {dest} after {retries} tries ({'; '.join(errors)}). "
-            "If this machine is offline, download the file where there is network and place it "
-            f"at {dest}, or run the download rules on a login node first."
-        )
-    record = {"url": url, "bytes": dest.stat().st_size, "sha256": sha256_of(dest),
-              "downloaded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    write_json(record_path, record)
-    return record
+    raise DownloadError(f"{url}: {failed} after {retries} tries ({'; '.join(errors)}). {remedy}")
 
 
 def verify_present(dest: str | Path, min_bytes: int = 1, sha256: str | None = None) -> str:

@@ -24,7 +24,14 @@ download that fetched the archive; from an archive it did not fetch, only under 
 (its SHA-256 pinned, or `--trust-pickle`).
 
 OPUS-100 comes from one commit of the hub repository `Helsinki-NLP/opus-100` (`opus_revision()`):
-every shard is fetched from `resolve/<commit>/`, and `train.parquet.source.json` records the commit.
+the hub's API resolves the revision to a commit and lists the pair's shards at that commit (with
+the SHA-256 it holds for each), every shard is fetched from `resolve/<commit>/` and checked against
+that SHA-256, and `train.parquet.source.json` records the commit.
+
+Every URL goes through `download.mirrored`: with a mirror (`--mirror`, config `download_mirror`),
+`https://<host>/<path>` is read from `<mirror>/<host>/<path>` instead, the hub's API answers
+included (`<mirror>/huggingface.co/api/datasets/Helsinki-NLP/opus-100/revision/main`, `.../tree/
+<commit>/<pair>`), so a copy of the sources, e.g. under `file://`, goes through the same checks.
 """
 
 from __future__ import annotations
@@ -36,11 +43,13 @@ import tarfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from tagllm.atomic import atomic_path, write_json, write_parquet
-from tagllm.data.download import DownloadError, check_pickle, fetch, sha256_of
+from tagllm.data.download import DownloadError, check_pickle, fetch, mirrored, read_url, sha256_of
 
 HF = "https://huggingface.co/datasets"
+HF_API = "https://huggingface.co/api/datasets"  # the hub's HTTP API (what HfApi calls)
 DATAVERSE = "https://dataverse.harvard.edu/api/access/datafile"
 FLORES_URL = "https://dl.fbaipublicfiles.com/flores101/dataset/flores101_dataset.tar.gz"
 # ISO 639-1 (the tags' names) -> FLORES-101 code.
@@ -156,32 +165,48 @@ def fetched_files(source: str, out_dir: str | Path) -> list[tuple[Path, int, str
     raise KeyError(f"unknown source {source!r}; known: {sorted(SOURCES)}")
 
 
+def source_url(source: str) -> str:
+    """Where a source's file is fetched from (before any mirror); OPUS-100's shards are listed by
+    the hub (`_download_opus`)."""
+    if source == "flores101":
+        return FLORES_URL
+    if source == "binding_affinity":
+        return f"{HF}/jglaser/binding_affinity/resolve/main/data/all.parquet"
+    if source in TDC_FILES:
+        return f"{DATAVERSE}/{TDC_FILES[source][0]}"
+    if source in TDC_GROUPS:
+        return f"{DATAVERSE}/{TDC_GROUPS[source].file_id}"
+    raise KeyError(f"{source!r} has no single URL; known: {sorted(SOURCES)}")
+
+
 def download_source(source: str, out_dir: str | Path, retries: int = 3,
-                    trust_pickle: bool = False) -> list[Path]:
+                    trust_pickle: bool = False, mirror: str = "") -> list[Path]:
     """Fetch one source into `out_dir`; returns the files written. `trust_pickle`: convert a
-    DrugComb pickle found in place even if its SHA-256 is not the pinned one."""
+    DrugComb pickle found in place even if its SHA-256 is not the pinned one. `mirror`: read
+    every URL from there (`download.mirrored`)."""
     out_dir = Path(out_dir)
     if source.startswith("opus100_"):
         pair = source.removeprefix("opus100_")
         if pair not in OPUS_PAIRS:
             raise KeyError(f"unknown OPUS-100 pair {pair!r}; known: {OPUS_PAIRS}")
-        _download_opus(pair, out_dir / "train.parquet", retries)
+        _download_opus(pair, out_dir / "train.parquet", retries, mirror)
     elif source == "flores101":
         tarball = out_dir / FLORES_TARBALL
-        fetch(FLORES_URL, tarball, min_bytes=LARGE_FILE_MIN_BYTES, retries=retries)
+        fetch(mirrored(source_url(source), mirror), tarball, min_bytes=LARGE_FILE_MIN_BYTES,
+              retries=retries)
         extract_flores(tarball, out_dir)
     elif source == "binding_affinity":
-        fetch(f"{HF}/jglaser/binding_affinity/resolve/main/data/all.parquet",
-              out_dir / "all.parquet", min_bytes=LARGE_FILE_MIN_BYTES, retries=retries)
+        fetch(mirrored(source_url(source), mirror), out_dir / "all.parquet",
+              min_bytes=LARGE_FILE_MIN_BYTES, retries=retries)
     elif source in TDC_FILES:
-        file_id, name, min_bytes = TDC_FILES[source]
+        _, name, min_bytes = TDC_FILES[source]
         fetched_now = not (out_dir / name).is_file()
-        fetch(f"{DATAVERSE}/{file_id}", out_dir / name, min_bytes=min_bytes,
+        fetch(mirrored(source_url(source), mirror), out_dir / name, min_bytes=min_bytes,
               sha256=SHA256_PINS[source], retries=retries)
         if source == "tdc_drugcomb":
             drugcomb_to_parquet(out_dir / name, fetched_now, trust_pickle)
     elif source in TDC_GROUPS:
-        download_tdc_group(source, out_dir, retries, trust_pickle)
+        download_tdc_group(source, out_dir, retries, trust_pickle, mirror)
     else:
         raise KeyError(f"unknown source {source!r}; known: {sorted(SOURCES)}")
     return [out_dir / name for name in source_files(source)]
@@ -208,7 +233,7 @@ def drugcomb_to_parquet(pickle_path: Path, fetched_now: bool, trust_pickle: bool
 
 
 def download_tdc_group(source: str, out_dir: str | Path, retries: int = 3,
-                       trust_pickle: bool = False) -> list[Path]:
+                       trust_pickle: bool = False, mirror: str = "") -> list[Path]:
     """Fetch one TDC benchmark-group archive into `out_dir` (retries, size and pinned-checksum
     checks, provenance record: `fetch`), extract the files tagllm reads (`extract_members`) and
     convert its pickles to Parquet. Files already extracted from this archive are kept."""
@@ -216,7 +241,7 @@ def download_tdc_group(source: str, out_dir: str | Path, retries: int = 3,
     out_dir = Path(out_dir)
     archive = out_dir / group.archive
     fetched_now = not archive.is_file()
-    record = fetch(f"{DATAVERSE}/{group.file_id}", archive, min_bytes=group.min_bytes,
+    record = fetch(mirrored(source_url(source), mirror), archive, min_bytes=group.min_bytes,
                    sha256=SHA256_PINS[source], retries=retries)
     wanted = [out_dir / name for name in source_files(source)]
     if not fetched_now and all(_extracted_from(path, record) for path in wanted):
@@ -338,35 +363,58 @@ def opus_revision() -> str:
     return os.environ.get("TAGLLM_OPUS100_REVISION", "").strip() or OPUS_REVISION
 
 
-def _download_opus(pair: str, dest: Path, retries: int) -> None:
-    """Download the train shard(s) of one OPUS-100 pair, all from one commit of the hub repository
-    (`opus_revision()` resolved), and write them as one Parquet file with a provenance record."""
-    import pandas as pd
-    from huggingface_hub import HfApi
-
-    requested = opus_revision()
-    api = HfApi()
+def _hub_answer(path: str, mirror: str, retries: int) -> object:
+    """The hub API's JSON answer at `HF_API/<OPUS_REPO>/<path>` (through `mirror`)."""
+    url = mirrored(f"{HF_API}/{OPUS_REPO}/{path}", mirror)
     try:
-        commit = requested if COMMIT.fullmatch(requested) else \
-            api.dataset_info(OPUS_REPO, revision=requested).sha
-        files = api.list_repo_files(OPUS_REPO, repo_type="dataset", revision=commit)
-    except Exception as error:  # the hub client raises many types; all mean "cannot list"
-        raise DownloadError(f"cannot list {OPUS_REPO} at revision {requested} on the hub ({error}); "
-                            "offline, or no such revision?") from error
+        return json.loads(read_url(url, retries=retries))
+    except (DownloadError, ValueError) as error:  # ValueError: not JSON (an error page)
+        raise DownloadError(f"cannot list {OPUS_REPO} on the hub ({error}); offline, or no such "
+                            "revision?") from error
+
+
+def opus_shards(pair: str, revision: str, mirror: str = "", retries: int = 3
+                ) -> tuple[str, list[tuple[str, str | None]]]:
+    """(commit, [(shard, SHA-256 or None)]): `revision` resolved to a commit by the hub's API
+    (`/revision/<revision>`, as HfApi.dataset_info asks; a commit is taken as it is), and the
+    train shards of `pair` in that commit's tree (`/tree/<commit>/<pair>`, as
+    HfApi.list_repo_tree asks), each with the SHA-256 the hub records for it (its LFS object id)."""
+    if COMMIT.fullmatch(revision):
+        commit = revision
+    else:
+        answer = _hub_answer(f"revision/{quote(revision, safe='')}", mirror, retries)
+        commit = answer.get("sha") if isinstance(answer, dict) else None
     if not commit or not COMMIT.fullmatch(str(commit)):
-        raise DownloadError(f"{OPUS_REPO}: revision {requested} did not resolve to a commit "
+        raise DownloadError(f"{OPUS_REPO}: revision {revision} did not resolve to a commit "
                             f"({commit!r})")
-    shards = sorted(f for f in files if f.startswith(f"{pair}/train-") and f.endswith(".parquet"))
+    tree = _hub_answer(f"tree/{commit}/{quote(pair, safe='')}", mirror, retries)
+    if not isinstance(tree, list):
+        raise DownloadError(f"{OPUS_REPO}: the hub's listing of {pair} at {commit} is not a list")
+    shards = sorted((entry["path"], (entry.get("lfs") or {}).get("oid")) for entry in tree
+                    if isinstance(entry, dict) and entry.get("type") == "file"
+                    and str(entry.get("path", "")).startswith(f"{pair}/train-")
+                    and str(entry["path"]).endswith(".parquet"))
     if not shards:
         raise DownloadError(f"{OPUS_REPO} has no train shards for {pair} at commit {commit}")
+    return commit, shards
+
+
+def _download_opus(pair: str, dest: Path, retries: int, mirror: str = "") -> None:
+    """Download the train shard(s) of one OPUS-100 pair, all from one commit of the hub repository
+    (`opus_revision()` resolved), each checked against the SHA-256 the hub lists for it, and write
+    them as one Parquet file with a provenance record."""
+    import pandas as pd
+
+    requested = opus_revision()
+    commit, shards = opus_shards(pair, requested, mirror, retries)
     parts, fetched = [], []
-    for shard in shards:
+    for shard, sha256 in shards:
         local = dest.parent / "shards" / Path(shard).name
-        url = f"{HF}/{OPUS_REPO}/resolve/{commit}/{shard}"
+        url = mirrored(f"{HF}/{OPUS_REPO}/resolve/{commit}/{shard}", mirror)
         _drop_if_from_elsewhere(local, url)
-        record = fetch(url, local, min_bytes=OPUS_SHARD_MIN_BYTES, retries=retries)
+        record = fetch(url, local, min_bytes=OPUS_SHARD_MIN_BYTES, sha256=sha256, retries=retries)
         fetched.append({"file": shard, "url": url, "bytes": record.get("bytes"),
-                        "sha256": record.get("sha256")})
+                        "sha256": record.get("sha256"), "sha256_listed": sha256})
         parts.append(pd.read_parquet(local))
     write_parquet(dest, pd.concat(parts, ignore_index=True))
     write_json(dest.with_name(dest.name + ".source.json"),

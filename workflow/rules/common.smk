@@ -1,4 +1,5 @@
 # Config validation, wildcard constraints and input functions. Logic lives in tagllm/.
+import shlex
 import sys
 from pathlib import Path
 
@@ -88,6 +89,12 @@ wildcard_constraints:
 def get_model_dir(wildcards=None):
     """The local model folder every training and evaluation job loads."""
     return f"results/models/{MODEL}"
+
+
+def get_download_mirror_flag(wildcards=None):
+    """--mirror of the download rule: the copy of the sources' URLs it reads (download_mirror)."""
+    mirror = lookup(dpath="download_mirror", within=config, default="")
+    return f"--mirror {shlex.quote(mirror)}" if mirror else ""
 
 
 def get_dataset_inputs(wildcards):

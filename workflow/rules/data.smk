@@ -27,9 +27,10 @@ rule download_source:
         "../../envs/tagllm.yaml"
     params:
         retries=3,
+        mirror=get_download_mirror_flag,
     shell:
         "python -m tagllm download --source {wildcards.source} --out-dir {output.folder}"
-        " --retries {params.retries} > {log} 2>&1"
+        " --retries {params.retries} {params.mirror} > {log} 2>&1"
 
 
 rule prepare_dataset:
