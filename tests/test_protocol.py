@@ -162,3 +162,30 @@ def test_torchrun_code_path_with_one_process(smiles_tag, tiny_model_dir, qed_dir
     a = load_file(str(tmp_path / "plain" / "tags.safetensors"))
     b = load_file(str(tmp_path / "ddp" / "tags.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_torchrun_with_two_processes_on_gloo_equals_one_with_two_accumulated_batches(
+        smiles_tag, tiny_model_dir, qed_dir, tmp_path):
+    """Two ranks each take every other batch and average their gradients: the same steps as one
+    process accumulating those two batches (the frozen base has no gradients to reduce)."""
+    common = ["train-function-tag", "--model", str(tiny_model_dir), "--task", "qed", "--data",
+              str(qed_dir / "train.parquet"), "--domain-tags", str(smiles_tag), "--tag-length", "4",
+              "--epochs", "2", "--batch-size", "4", "--max-examples", "16", "--lr", "0.01",
+              "--head-init", "zeros", "--checkpoint-every", "0", "--cpu-bf16-inference", "false"]
+    one = run_cli([*common, "--grad-accum", "2", "--out-dir", str(tmp_path / "one")])
+    assert one.returncode == 0, one.stderr[-2000:]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                "--nproc_per_node=2", "-m", "tagllm", *common, "--grad-accum", "1",
+                "--out-dir", str(tmp_path / "two")]
+    two = subprocess.run(torchrun, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert two.returncode == 0, two.stderr[-3000:]
+    metrics = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    single = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    assert metrics["world_size"] == 2 and metrics["steps"] == single["steps"] == 4
+    a = load_file(str(tmp_path / "one" / "tags.safetensors"))
+    b = load_file(str(tmp_path / "two" / "tags.safetensors"))
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    head_a = load_file(str(tmp_path / "one" / "head.safetensors"))["weight"]
+    assert torch.allclose(head_a, load_file(str(tmp_path / "two" / "head.safetensors"))["weight"],
+                          atol=1e-5) and head_a.abs().sum() > 0  # trained from zeros
