@@ -185,3 +185,33 @@ def test_paper_preset_on_slurm_lists_every_job_with_gpus():
                  "results/runs/enriched/dc/seed1", "results/eval/direct_prompting/translate",
                  "results/tables/table4_ablation.md", "results/figures/tag_length.png"):
         assert path in outputs, path
+
+
+@pytest.mark.slow
+def test_training_rules_launch_torchrun_on_two_stand_in_devices(tmp_path):
+    """The launcher a training rule gets with `resources.gpu: 2` (gpu_slots, then torchrun with
+    two processes), on a CPU: two stand-in devices (TAGLLM_GPUS), Gloo instead of NCCL."""
+    for item in ("Snakefile", "config.yaml", "workflow", "profiles", "envs"):
+        source = ROOT / item
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, tmp_path / item)
+    (tmp_path / "tests/data").mkdir(parents=True)
+    for name in ("tiny.yaml", "molecules.smi"):
+        shutil.copy(ROOT / "tests/data" / name, tmp_path / "tests/data" / name)
+    (tmp_path / "two.yaml").write_text("resources: {gpu: 2, eval_gpu: 0}\n")
+    target = "results/runs/tagllm/qed/seed0/metrics.json"
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "TAGLLM_GPUS": "2", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([*SNAKEMAKE, "--cores", "2", "--resources", "gpu=2", "--configfile",
+                             "tests/data/tiny.yaml", "two.yaml", "--printshellcmds", target],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    launch = "python -m tagllm.gpu_slots --gpus 2 -- torchrun --standalone --nproc_per_node=2"
+    log = result.stdout + result.stderr
+    assert f"{launch} -m tagllm train-function-tag" in log
+    assert f"{launch} -m tagllm train-domain-tag" in log
+    for seed in (0, 1):  # the headline seeds of tiny.yaml, trained in one job
+        metrics = json.loads((tmp_path / f"results/runs/tagllm/qed/seed{seed}/metrics.json")
+                             .read_text())
+        assert metrics["world_size"] == 2 and metrics["steps"] > 0
+    stage1 = json.loads((tmp_path / "results/tags/stage1/SMILES/seed0/metrics.json").read_text())
+    assert stage1["world_size"] == 2
