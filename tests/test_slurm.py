@@ -175,7 +175,10 @@ def calls(state: Path, tool: str) -> list[dict]:
 
 
 def sbatch_for(state: Path, rule: str) -> list[str]:
-    matches = [call["argv"] for call in calls(state, "sbatch") if f"rule_{rule}" in call["argv"]]
+    """The sbatch arguments of a rule's one job (its comment: rule_<rule>[_wildcards_...])."""
+    matches = [call["argv"] for call in calls(state, "sbatch")
+               if any(arg == f"rule_{rule}" or arg.startswith(f"rule_{rule}_wildcards_")
+                      for arg in call["argv"])]
     assert len(matches) == 1, calls(state, "sbatch")
     return matches[0]
 
@@ -240,3 +243,52 @@ def test_slurm_profile_submits_gpu_and_cpu_jobs(tmp_path):
     assert len(steps) == 2
     gpu_step = next(step for step in steps if "--gpus=2" in step)
     assert "-n1" in gpu_step
+
+
+@pytest.mark.slow
+def test_workflow_rules_run_under_the_slurm_profile_with_its_resources(tmp_path):
+    """The real rules (model, data, stage 1, Tag-LLM's seeds of tiny.yaml's qed) submitted by
+    profiles/slurm to the stand-in sbatch: each job asks for the profile's partition, GPUs and
+    CPUs, and runs the rule to its files."""
+    pytest.importorskip("snakemake_executor_plugin_slurm",
+                        reason="snakemake-executor-plugin-slurm is not installed (pip install '.[dev]')")
+    workdir, state = tmp_path / "work", tmp_path / "slurm"
+    workdir.mkdir()
+    for item in ("Snakefile", "config.yaml", "workflow", "profiles", "envs"):
+        source = ROOT / item
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, workdir / item)
+    (workdir / "tests/data").mkdir(parents=True)
+    for name in ("tiny.yaml", "molecules.smi"):
+        shutil.copy(ROOT / "tests/data" / name, workdir / "tests/data" / name)
+    (workdir / "gpu.yaml").write_text("resources: {gpu: 1, eval_gpu: 1}\n")
+    settings = yaml.safe_load((workdir / "profiles/slurm/config.yaml").read_text())
+    defaults, gpu_rule = settings["default-resources"], settings["set-resources"]["train_domain_tag"]
+    state.mkdir()
+    install_fake_slurm(tmp_path / "bin")
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("SLURM_", "SBATCH_", "SRUN_", "TAGLLM_", "SNAKEMAKE_"))
+           and key != "CUDA_VISIBLE_DEVICES"}
+    env.update(PATH=os.pathsep.join([str(tmp_path / "bin"), str(Path(sys.executable).parent), env["PATH"]]),
+               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
+               FAKE_SLURM_DIR=str(state), FAKE_SLURM_ACCOUNTS=str(defaults["slurm_account"]),
+               HF_HUB_OFFLINE="1")
+    target = "results/runs/tagllm/qed/seed0/metrics.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--profile", "profiles/slurm", "--configfile",
+         "tests/data/tiny.yaml", "gpu.yaml", "--slurm-init-seconds-before-status-checks", "1",
+         "--latency-wait", "5", target],
+        cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-4000:]
+    assert json.loads((workdir / target).read_text())["steps"] > 0
+    for rule in ("train_domain_tag", "train_tagllm_seeds"):
+        args = sbatch_for(state, rule)
+        assert "--gpus=1" in args and args[args.index("-p") + 1] == gpu_rule["slurm_partition"]
+        assert f"--cpus-per-task={gpu_rule['cpus_per_task']}" in args, args
+        assert args[args.index("-A") + 1] == defaults["slurm_account"]
+    for rule in ("prepare_model", "prepare_dataset"):
+        args = sbatch_for(state, rule)
+        assert not any(arg.startswith("--gpus") for arg in args)
+        assert args[args.index("-p") + 1] == defaults["slurm_partition"]
+    # The job's launcher: gpu_slots sees SLURM_JOB_ID and leaves the job's GPU to SLURM.
+    assert "python -m tagllm.gpu_slots --gpus 1 -- python -m tagllm train-function-tag" in log
