@@ -3,7 +3,6 @@ config, trained, tabled and applied to new rows by `predict` (workflow and Pytho
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+
+from tests.workflow_copy import copy_workflow
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -98,9 +99,7 @@ def test_own_task_preset_switches_off_every_default_entry():
 
 @pytest.mark.slow
 def test_own_task_from_a_csv_to_predictions(tmp_path):
-    for item in ("Snakefile", "config.yaml", "workflow", "profiles", "envs", "presets"):
-        source = ROOT / item
-        (shutil.copytree if source.is_dir() else shutil.copy)(source, tmp_path / item)
+    copy_workflow(tmp_path, "presets")
     write_fixture(tmp_path)
     (tmp_path / "mine.yaml").write_text(OVERLAY.replace("TEMPLATE", json.dumps(TEMPLATE)))
     result = snakemake(tmp_path, "--cores", "2", "--configfile", "presets/own_task.yaml",

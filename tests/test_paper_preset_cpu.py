@@ -10,7 +10,6 @@ in docs/cluster.md."""
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -21,6 +20,7 @@ import yaml
 from paper_fixtures import write_mirror
 
 from tagllm.data.sources import source_files
+from tests.workflow_copy import copy_workflow
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,9 +64,7 @@ def jobs_finished(output: str) -> Counter:
 
 @pytest.mark.slow
 def test_paper_preset_runs_every_rule_on_a_cpu(tmp_path):
-    for item in ("Snakefile", "config.yaml", "workflow", "profiles", "envs", "presets"):
-        source = ROOT / item
-        (shutil.copytree if source.is_dir() else shutil.copy)(source, tmp_path / item)
+    copy_workflow(tmp_path, "presets")
     mirror = write_mirror(tmp_path / "mirror")
     overlay = tmp_path / "cpu.yaml"
     overlay.write_text(yaml.safe_dump({**OVERLAY, "download_mirror": mirror}))

@@ -19,6 +19,8 @@ import pytest
 import yaml
 from snakemake.utils import available_cpu_count
 
+from tests.workflow_copy import TINY, copy_workflow
+
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS = ("sbatch", "srun", "sacct", "squeue", "sinfo", "scontrol", "scancel", "sacctmgr", "sshare")
 
@@ -169,6 +171,19 @@ def install_fake_slurm(bin_dir: Path) -> None:
         (bin_dir / tool).symlink_to(script)
 
 
+def fake_slurm_env(bin_dir: Path, state: Path, account: str) -> dict[str, str]:
+    """This environment without SLURM's, Snakemake's and tagllm's variables, with the stand-in
+    commands (installed into `bin_dir`) first on PATH and their state in `state`."""
+    install_fake_slurm(bin_dir)
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("SLURM_", "SBATCH_", "SRUN_", "TAGLLM_", "SNAKEMAKE_"))
+           and key != "CUDA_VISIBLE_DEVICES"}
+    env.update(PATH=os.pathsep.join([str(bin_dir), str(Path(sys.executable).parent), env["PATH"]]),
+               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
+               FAKE_SLURM_DIR=str(state), FAKE_SLURM_ACCOUNTS=str(account))
+    return env
+
+
 def calls(state: Path, tool: str) -> list[dict]:
     lines = (state / "calls.jsonl").read_text().splitlines()
     return [call for call in map(json.loads, lines) if call["tool"] == tool]
@@ -202,13 +217,7 @@ def test_slurm_profile_submits_gpu_and_cpu_jobs(tmp_path):
     shutil.copytree(ROOT / "profiles" / "default", workdir / "profiles" / "default")
     state.mkdir()
     (workdir / "Snakefile").write_text(SNAKEFILE.format(python=sys.executable))
-    install_fake_slurm(tmp_path / "bin")
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("SLURM_", "SBATCH_", "SRUN_", "TAGLLM_", "SNAKEMAKE_"))
-           and key != "CUDA_VISIBLE_DEVICES"}
-    env.update(PATH=os.pathsep.join([str(tmp_path / "bin"), str(Path(sys.executable).parent), env["PATH"]]),
-               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
-               FAKE_SLURM_DIR=str(state), FAKE_SLURM_ACCOUNTS=str(defaults["slurm_account"]))
+    env = fake_slurm_env(tmp_path / "bin", state, defaults["slurm_account"])
 
     result = subprocess.run(
         [sys.executable, "-m", "snakemake", "--executor", "slurm", "--profile", str(profile),
@@ -253,25 +262,13 @@ def test_workflow_rules_run_under_the_slurm_profile_with_its_resources(tmp_path)
     pytest.importorskip("snakemake_executor_plugin_slurm",
                         reason="snakemake-executor-plugin-slurm is not installed (pip install '.[dev]')")
     workdir, state = tmp_path / "work", tmp_path / "slurm"
-    workdir.mkdir()
-    for item in ("Snakefile", "config.yaml", "workflow", "profiles", "envs"):
-        source = ROOT / item
-        (shutil.copytree if source.is_dir() else shutil.copy)(source, workdir / item)
-    (workdir / "tests/data").mkdir(parents=True)
-    for name in ("tiny.yaml", "molecules.smi"):
-        shutil.copy(ROOT / "tests/data" / name, workdir / "tests/data" / name)
+    copy_workflow(workdir, *TINY)
     (workdir / "gpu.yaml").write_text("resources: {gpu: 1, eval_gpu: 1}\n")
     settings = yaml.safe_load((workdir / "profiles/slurm/config.yaml").read_text())
     defaults, gpu_rule = settings["default-resources"], settings["set-resources"]["train_domain_tag"]
     state.mkdir()
-    install_fake_slurm(tmp_path / "bin")
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("SLURM_", "SBATCH_", "SRUN_", "TAGLLM_", "SNAKEMAKE_"))
-           and key != "CUDA_VISIBLE_DEVICES"}
-    env.update(PATH=os.pathsep.join([str(tmp_path / "bin"), str(Path(sys.executable).parent), env["PATH"]]),
-               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
-               FAKE_SLURM_DIR=str(state), FAKE_SLURM_ACCOUNTS=str(defaults["slurm_account"]),
-               HF_HUB_OFFLINE="1")
+    env = {**fake_slurm_env(tmp_path / "bin", state, defaults["slurm_account"]),
+           "HF_HUB_OFFLINE": "1"}
     target = "results/runs/tagllm/qed/seed0/metrics.json"
     result = subprocess.run(
         [sys.executable, "-m", "snakemake", "--profile", "profiles/slurm", "--configfile",

@@ -3,7 +3,6 @@
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ import pandas as pd
 import pytest
 
 from tagllm.report import training_budget
+from tests.workflow_copy import TINY, copy_workflow
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -74,12 +74,7 @@ def test_config_typo_fails_before_any_job(tmp_path):
 
 @pytest.mark.slow
 def test_tiny_end_to_end_run(tmp_path):
-    for item in ("Snakefile", "config.yaml", "workflow", "profiles", "envs"):
-        source = ROOT / item
-        (shutil.copytree if source.is_dir() else shutil.copy)(source, tmp_path / item)
-    (tmp_path / "tests/data").mkdir(parents=True)
-    for name in ("tiny.yaml", "molecules.smi"):
-        shutil.copy(ROOT / "tests/data" / name, tmp_path / "tests/data" / name)
+    copy_workflow(tmp_path, *TINY)
     result = snakemake("--cores", "2", "--configfile", "tests/data/tiny.yaml", cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
@@ -191,12 +186,7 @@ def test_paper_preset_on_slurm_lists_every_job_with_gpus():
 def test_training_rules_launch_torchrun_on_two_stand_in_devices(tmp_path):
     """The launcher a training rule gets with `resources.gpu: 2` (gpu_slots, then torchrun with
     two processes), on a CPU: two stand-in devices (TAGLLM_GPUS), Gloo instead of NCCL."""
-    for item in ("Snakefile", "config.yaml", "workflow", "profiles", "envs"):
-        source = ROOT / item
-        (shutil.copytree if source.is_dir() else shutil.copy)(source, tmp_path / item)
-    (tmp_path / "tests/data").mkdir(parents=True)
-    for name in ("tiny.yaml", "molecules.smi"):
-        shutil.copy(ROOT / "tests/data" / name, tmp_path / "tests/data" / name)
+    copy_workflow(tmp_path, *TINY)
     (tmp_path / "two.yaml").write_text("resources: {gpu: 2, eval_gpu: 0}\n")
     target = "results/runs/tagllm/qed/seed0/metrics.json"
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
