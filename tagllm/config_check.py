@@ -233,9 +233,7 @@ def _predict_problems(config: Mapping, problems: list[str]) -> None:
     """Each `predict:` entry names a (method, run, seed) that the plan trains."""
     from tagllm.plan import build_plan
 
-    plan = build_plan({**config, **{section: {k: v for k, v in (config.get(section) or {}).items()
-                                              if v is not None}
-                                    for section in ("data", "stage1", "stage2", "stage3")}})
+    plan = build_plan(config)
     for name, entry in config["predict"].items():
         run, method = entry["run"], entry.get("method", "tagllm")
         if run not in plan.runs:

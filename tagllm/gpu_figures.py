@@ -170,7 +170,7 @@ def seed_figures(preset: str | Path | Mapping) -> dict[str, Figure]:
     Tag-LLM with on the run of each task, from a merged config, or a preset file merged onto
     config.yaml as Snakemake merges it. Nothing where the config cannot be read."""
     from tagllm.plan import build_plan
-    from tagllm.preflight import active, load_config
+    from tagllm.preflight import load_config
 
     if isinstance(preset, Mapping):
         config, name = preset, "config"
@@ -179,7 +179,7 @@ def seed_figures(preset: str | Path | Mapping) -> dict[str, Figure]:
             config, name = load_config([preset], ROOT), Path(preset).name
         except (OSError, ValueError, yaml.YAMLError):
             return {}
-    plan = build_plan(active(config))
+    plan = build_plan(config)
     out: dict[str, Figure] = {}
     for run in plan.runs.values():
         seeds = plan.job_seeds("tagllm", run.name)
@@ -202,10 +202,9 @@ LENGTH_FIGURES = {
 def task_datasets(config: Mapping) -> dict[str, str]:
     """The dataset each task trains on: that of its first run in stage2/stage3 (null runs are off)."""
     from tagllm.plan import build_plan
-    from tagllm.preflight import active
 
     out: dict[str, str] = {}
-    for run in build_plan(active(config)).runs.values():
+    for run in build_plan(config).runs.values():
         out.setdefault(run.task.name, run.dataset)
     return out
 

@@ -17,6 +17,8 @@ from tagllm.methods import get_method
 from tagllm.tasks import Registry, Task, registry
 
 STAGES = ("stage2", "stage3")
+# Sections whose entries an overlay switches off by setting them to null.
+SWITCHABLE = ("data", "stage1", *STAGES)
 
 
 @dataclass(frozen=True)
@@ -191,13 +193,20 @@ def sharing_order(method: str) -> tuple[int, str]:
     return (1 if spec.uses_domain_tags and not spec.enriched_tags_from else 2, method)
 
 
+def switched_on(config: Mapping[str, object]) -> dict:
+    """`config` as the workflow reads it: datasets, stage-1 tags and runs set to null are off."""
+    return {**config, **{section: {name: entry for name, entry in
+                                   (config.get(section) or {}).items() if entry is not None}
+                         for section in SWITCHABLE}}
+
+
 def build_plan(config: Mapping[str, object]) -> Plan:
-    """The plan of a config as the workflow holds it (validated, null entries dropped)."""
+    """The plan of a config (null entries are switched off)."""
+    config = switched_on(config)
     tasks = registry(config)
     runs = {name: Run(name, tasks.task(entry.get("task", name)), entry.get("dataset", name),
                       stage, dict(entry.get("train") or {}))
-            for stage in STAGES for name, entry in (config.get(stage) or {}).items()
-            if entry is not None}
+            for stage in STAGES for name, entry in config[stage].items()}
     seeds = list(config.get("seeds") or [0])
     headline = config.get("headline") or {}
     extra = [s for s in headline.get("seeds") or [] if s not in seeds]

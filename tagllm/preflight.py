@@ -85,11 +85,10 @@ def check_config(config: Mapping, names: Sequence[str]) -> list[Check]:
 
 
 def active(config: Mapping) -> dict:
-    """The config as the workflow reads it: datasets and runs set to null are switched off."""
-    out = dict(config)
-    for section in ("data", "stage2", "stage3"):
-        out[section] = {k: v for k, v in (config.get(section) or {}).items() if v is not None}
-    return out
+    """The config as the workflow reads it: datasets, stage-1 tags and runs set to null are off."""
+    from tagllm.plan import switched_on
+
+    return switched_on(config)
 
 
 # ---------------------------------------------------------------------------------------- downloads

@@ -9,7 +9,7 @@ from tagllm.cli import dataset_cli_flags, domain_tag_cli_arg, task_cli_arg, to_c
 from tagllm.config_check import config_problems
 from tagllm.data.kinds import required_downloads
 from tagllm.methods import get_method
-from tagllm.plan import build_plan
+from tagllm.plan import build_plan, switched_on
 
 # Each config problem as one line naming its key, before the DAG is built (validate() below fills
 # in the schema's defaults).
@@ -18,12 +18,7 @@ if problems := config_problems(config, SCHEMA):
     sys.exit("\n".join(problems))
 # A dataset, stage-1 tag or run set to null in an overlay (e.g. the embedded synthetic sets in
 # presets/paper.yaml, everything in presets/own_task.yaml) is switched off.
-for section in ("data", "stage1", "stage2", "stage3"):
-    config[section] = {
-        name: entry
-        for name, entry in (config.get(section) or {}).items()
-        if entry is not None
-    }
+config.update(switched_on(config))
 # A section set to null (presets/own_task.yaml) is an empty one.
 for section in (
     "headline",
@@ -45,18 +40,13 @@ DATASETS = config["data"]
 DOMAIN_TAGS = list(config["stage1"])
 RUNS = PLAN.runs  # run name -> tagllm.plan.Run (name, task, dataset, stage, train)
 REGRESSION_RUNS = PLAN.regression_runs
-GENERATION_RUNS = PLAN.generation_runs
 SEEDS = PLAN.seeds
-HEADLINE = config.get("headline") or {}
 HEADLINE_RUNS = PLAN.headline_runs
 EXTRA_SEEDS = PLAN.extra_seeds
-job_seeds = PLAN.job_seeds
 stage1_seed = PLAN.stage1_seed
 # Trained runs applied to new rows (`tagllm predict`), by output name.
 PREDICT = config.get("predict") or {}
-BASELINES = config.get("baselines") or {}
 ABLATIONS = config.get("ablations") or {}
-RESOURCES = config.get("resources") or {}
 # Conda environment of the rules that run the model (`--sdm conda`): PyPI's CUDA build of torch on
 # GPU runs, the CPU build otherwise.
 MODEL_ENV = (
@@ -336,9 +326,6 @@ def get_eval_launcher(wildcards, resources):
         if gpus
         else "python -m tagllm"
     )
-
-
-model_free_jobs = PLAN.model_free_jobs
 
 
 def get_eval_metrics(wildcards=None):
