@@ -4,9 +4,10 @@ A template such as ``"The SMILES is <SMILES> {smiles}. <QED>"`` holds literal te
 placeholders and ``<Tag>`` markers (only names in the tag table count as tags, so other ``<...>`` text
 stays text). Encoding gives, per position, either a token id or a slot: a row of the tag table's
 `flat()` matrix. Fields listed as character-level (protein and SMILES strings, as in the paper) are
-tokenised one character at a time. The text between tags and fields is encoded piece by piece; with
-a SentencePiece tokenizer (LLaMA, Mistral) only the prompt's first piece keeps the word-start `▁`
-that such a tokenizer puts before every string, so the prompt reads as its template does.
+tokenised one character at a time. Between tags and character-level fields, literal text and the
+values of text fields are encoded as one string, as the tokenizer would see the prompt written out;
+with a SentencePiece tokenizer (LLaMA, Mistral) only the prompt's first piece keeps the word-start
+`▁` that such a tokenizer puts before every string, so the prompt reads as its template does.
 """
 
 from __future__ import annotations
@@ -156,27 +157,35 @@ class PromptEncoder:
 
     def _fill(self, piece: str, values: Mapping[str, object], at_start: bool = False
               ) -> list[tuple[int, ...]]:
-        """Split a literal piece on {field} markers and encode each part; only a part that starts
-        the prompt (`at_start`, nothing before it) keeps a SentencePiece tokenizer's dummy prefix."""
+        """Split a literal piece on {field} markers and encode it: literal text and the values of
+        text fields run together are encoded as one string, as the tokenizer would see the prompt
+        written out (" Hello world" is "ĠHello", "Ġworld" in a byte-level BPE, not
+        "Ġ", "Hello", "Ġworld"); character-level fields go in one character per token
+        between them. Only text that starts the prompt (`at_start`, nothing before it) keeps a
+        SentencePiece tokenizer's dummy prefix."""
         parts: list[tuple[int, ...]] = []
+        pending: list[str] = []  # text not yet encoded, in order
+
+        def flush() -> None:
+            text = "".join(pending)
+            pending.clear()
+            if text:
+                first = at_start and not parts
+                parts.append(self._encode_text(text) if first else self._encode_later(text))
+
         last = 0
-
-        def text(value: str) -> tuple[int, ...]:
-            first = at_start and not parts
-            return self._encode_text(value) if first else self._encode_later(value)
-
         for match in FIELD_PATTERN.finditer(piece):
-            if match.start() > last:
-                parts.append(text(piece[last:match.start()]))
+            pending.append(piece[last:match.start()])
             name = match.group(1)
             if name not in values:
                 raise KeyError(f"template field {{{name}}} has no value")
             value = str(values[name])
             if name in self.char_fields:
+                flush()
                 parts.append(tuple(self._encode_chars(value)))
             else:
-                parts.append(text(value))
+                pending.append(value)
             last = match.end()
-        if last < len(piece):
-            parts.append(text(piece[last:]))
+        pending.append(piece[last:])
+        flush()
         return parts

@@ -127,3 +127,36 @@ def test_char_level_with_byte_level_tokenizer():
     enc = PromptEncoder(tok, {}, {}, frozenset({"s"}))
     assert tok.convert_ids_to_tokens(list(enc.encode("{s}", {"s": "CO C"}).ids)) == [
         "C", "O", "\u0120", "C"]
+
+
+def byte_level_bpe():
+    """A byte-level BPE (as SmolLM2's, GPT-2's) trained on a few sentences: words carry their
+    leading space ("\u0120Hello")."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE(unk_token=None))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    corpus = ["# # Input: Hello world, Drug 1 is aspirin.", "# # Output: Bonjour le monde"] * 20
+    backend.train_from_iterator(corpus, trainers.BpeTrainer(
+        vocab_size=300, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        special_tokens=["<|endoftext|>"]))
+    return PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>",
+                                   pad_token="<|endoftext|>")
+
+
+def test_text_fields_are_tokenised_with_the_text_around_them():
+    """A text field and the literal text around it encode as the written-out prompt would: the
+    space before "Hello" belongs to its word, not a token of its own; SMILES stay one character
+    per token, with the text on either side encoded as it reads."""
+    tok = byte_level_bpe()
+    enc = PromptEncoder(tok, {"EN": 2, "SMILES": 2}, {"EN": 0, "SMILES": 2}, frozenset({"smiles"}))
+    encoded = enc.encode("# # Input: <EN> {src} \n# # Output: Drug 1 is {drug}. <SMILES> {smiles}.",
+                         {"src": "Hello world", "drug": "aspirin", "smiles": "CO"})
+    after_en = list(encoded.ids[encoded.slots.index(1) + 1:encoded.slots.index(2)])
+    assert after_en == tok(" Hello world \n# # Output: Drug 1 is aspirin. ",
+                           add_special_tokens=False).input_ids
+    assert "\u0120Hello" in tok.convert_ids_to_tokens(after_en)
+    after_smiles = tok.convert_ids_to_tokens(list(encoded.ids[encoded.slots.index(3) + 1:]))
+    assert after_smiles == ["\u0120", "C", "O", "."]
