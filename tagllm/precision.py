@@ -49,6 +49,7 @@ class Precision:
     bf16_ms: float | None = None
     speedup: float | None = None  # median over rounds of float32 / bf16 within a round
     cpu: dict = field(default_factory=dict)
+    model_dtype: str = ""  # the frozen weights' dtype (model.dtype), set when the model loads
 
     def to_json(self) -> dict:
         return {**asdict(self), "min_speedup": MIN_SPEEDUP}

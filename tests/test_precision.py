@@ -90,6 +90,7 @@ def test_choice_is_recorded_in_metrics(tiny_model_dir, qed_dir, tmp_path, monkey
     recorded = json.loads((tmp_path / "metrics.json").read_text())["precision"]
     assert recorded["bf16"] and recorded["speedup"] == pytest.approx(3.0)
     assert recorded["cpu"]["capability"] == torch.backends.cpu.get_cpu_capability()
+    assert recorded["model_dtype"] == "float32"
 
 
 def test_a_resumed_run_keeps_the_precision_it_started_with(tiny_model_dir, tmp_path):
