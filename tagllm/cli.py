@@ -123,13 +123,19 @@ def domain_tag_cli_arg(tag) -> str:
 
 
 def add_model_flags(parser: argparse.ArgumentParser) -> None:
+    """The base model folder, how it runs (`add_runtime_flags`) and how prompts are tokenised."""
     parser.add_argument("--model", required=True, help="local model folder (from prepare-model)")
+    add_runtime_flags(parser)
+    parser.add_argument("--char-level", action=argparse.BooleanOptionalAction, default=True,
+                        help="protein and SMILES strings one character per token (paper; default on)")
+
+
+def add_runtime_flags(parser: argparse.ArgumentParser) -> None:
+    """Where and in what precision the base model runs."""
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--threads", type=at_least(0), default=0,
                         help="CPU threads for torch (0: default)")
-    parser.add_argument("--char-level", action=argparse.BooleanOptionalAction, default=True,
-                        help="protein and SMILES strings one character per token (paper; default on)")
     parser.add_argument("--cpu-bf16-inference", default="auto", choices=["auto", "true", "false"],
                         help="on CPUs, run gradient-free passes under bf16 autocast: auto (where "
                              "timing a layer's products shows it clearly faster), true or false")
@@ -273,10 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", default="", help="also write a JSON summary here")
     p.add_argument("--model", default="", help="base model folder (default: the one run.json "
                                                "names)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    p.add_argument("--threads", type=at_least(0), default=0, help="CPU threads (0: default)")
-    p.add_argument("--cpu-bf16-inference", default="auto", choices=["auto", "true", "false"])
+    # No --char-level: a run is predicted with the tokenisation it was trained with (run.json).
+    add_runtime_flags(p)
     p.add_argument("--batch-size", type=at_least(1), default=16)
     p.add_argument("--max-new-tokens", type=at_least(1), default=64,
                    help="longest text generated (generation tasks)")
