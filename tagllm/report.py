@@ -230,19 +230,25 @@ def table_tasks(frame: pd.DataFrame, methods: list[str], runs: list[dict]) -> pd
     return pd.DataFrame(rows)
 
 
+def run_directions(translate: pd.DataFrame, run: str) -> list[str]:
+    """The directions `run` was scored on: the paper's ten in its order, then any others (a
+    config's own directions or groups) in the order they were scored."""
+    present = list(dict.fromkeys(translate[translate.run == run].direction))
+    return [d for d in DIRECTIONS if d in present] + [d for d in present if d not in DIRECTIONS]
+
+
 def table_translation(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     """Table 1: spBLEU per direction (BLEU when the flores101 model is absent) and chrF, ours
-    (Tag-LLM, direct prompting, and copying the source: the floor) and the paper's."""
+    (Tag-LLM, direct prompting, and copying the source: the floor) and the paper's, for every
+    direction scored (the paper's columns are empty for directions it does not have)."""
     translate = frame[frame.direction.notna()]
     has_spbleu = translate[translate.metric == "spbleu"].value.notna().any()
     metric = "spbleu" if has_spbleu else "bleu"
     runs = list(dict.fromkeys(translate.run))
     rows = []
     for run in runs:
-        for direction in DIRECTIONS:
-            if not ((translate.run == run) & (translate.direction == direction)).any():
-                continue
-            index = DIRECTIONS.index(direction)
+        for direction in run_directions(translate, run):
+            index = DIRECTIONS.index(direction) if direction in DIRECTIONS else None
             ours = {f"{label} {score} (ours)": _lookup(translate, run, method, score, direction)
                     for score in (metric, "chrf")
                     for method, label in (("tagllm", "Tag-LLM"),
@@ -252,11 +258,13 @@ def table_translation(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
                                                        direction)
             rows.append({
                 **({"run": run} if len(runs) > 1 else {}),  # one run: the directions say it all
-                "direction": direction.upper(), "setting": ZERO_SHOT.get(direction, "seen"),
+                "direction": direction.upper(),
+                # Whether a direction outside the paper's was trained on is not in its scores.
+                "setting": ZERO_SHOT.get(direction, "seen") if index is not None else "-",
                 **ours,
-                "Tag-LLaMA spBLEU (paper)": TABLE1_PAPER["tagllm"][index],
-                "M2M spBLEU (paper)": TABLE1_PAPER["M2M"][index],
-                "GPT-3 spBLEU (paper)": TABLE1_PAPER["GPT-3"][index],
+                **{f"{name} spBLEU (paper)": None if index is None else TABLE1_PAPER[key][index]
+                   for key, name in (("tagllm", "Tag-LLaMA"), ("M2M", "M2M"),
+                                     ("GPT-3", "GPT-3"))},
             })
     note = "" if has_spbleu else (
         "spBLEU needs sacreBLEU's flores101 SentencePiece model, which was not present (offline): "

@@ -241,3 +241,18 @@ def test_ablation_budgets_of_a_run_whose_task_is_an_alias(tmp_path):
     assert ("Training budgets: Tag-LLM: dc_synthetic 32 rows x 2 epochs, batches 8x1. without "
             "regression head (digits decoded): dc_synthetic 32 rows") in table4
     assert "| full Tag-LLM | 5 | 12.21 |" in table4
+
+
+def test_table1_lists_directions_beyond_the_papers(tmp_path):
+    """A translation scored on a direction the paper does not have (a config's own) is in Table
+    1 after the paper's, with empty paper columns and no claimed setting."""
+    evaluations = [translation("tagllm", {"en-es": 7.0, "en-fr": 10.0}),
+                   translation("copy_source", {"en-es": 2.0, "en-fr": 2.0})]
+    paths = write_files(tmp_path, evaluations, [])
+    out = tmp_path / "tables"
+    build_tables(paths["metrics"], paths["runs"], out, "Setting: test.", 10)
+    table1 = (out / "table1_translation.md").read_text()
+    rows = [line for line in table1.splitlines() if line.startswith("| EN-")]
+    assert [row.split(" | ")[0] for row in rows] == ["| EN-FR", "| EN-ES"]
+    # Tag-LLM's BLEU 7, direct prompting absent, copy source 2, then chrF; no paper values.
+    assert rows[1] == "| EN-ES | - | 7 | - | 2 | 8 | - | 3 | 0.5 | - | - | - |"
