@@ -8,6 +8,8 @@ rule prepare_model:
         "logs/prepare_model/{model}.log",
     benchmark:
         "benchmarks/prepare_model/{model}.tsv"
+    # Every model job waits for it, and the datasets: before anything else that is ready.
+    priority: 30
     conda:
         "../../envs/tagllm.yaml"
     params:
@@ -45,6 +47,9 @@ rule prepare_dataset:
         "logs/prepare_dataset/{dataset}.log",
     benchmark:
         "benchmarks/prepare_dataset/{dataset}.tsv"
+    # Seconds each, and the longest training jobs wait for them (ba_synthetic waited for a core
+    # behind 10 minutes of training jobs of priority 10).
+    priority: 30
     conda:
         "../../envs/tagllm.yaml"
     params:
