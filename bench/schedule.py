@@ -43,7 +43,6 @@ def parse(lines: list[str]) -> tuple[dict[int, Job], int]:
     jobs: dict[int, Job] = {}
     cores, stamp, rule, current = 1, None, None, None
     for line in lines:
-        line = line.rstrip("\n")
         if match := STAMP.match(line):
             stamp = datetime.strptime(match.group(1), "%a %b %d %H:%M:%S %Y").timestamp()
         elif match := CORES.match(line):
@@ -70,7 +69,7 @@ def summarise(jobs: dict[int, Job], cores: int) -> dict:
     start = min(j.start for j in jobs.values())
     end = max(j.end for j in jobs.values())
     last_start = max(j.start for j in jobs.values() if j.rule != "all")
-    busy = [0] * (int(end - start) + 1)
+    busy = [0] * int(end - start)  # core-seconds in use, second by second
     for job in jobs.values():
         for second in range(int(job.start - start), int(job.end - start)):
             busy[second] += min(job.threads, cores)

@@ -64,10 +64,10 @@ class Base:
     def load(cls, model_dir: str | Path, dtype: str, device: str, char_level: bool = True,
              cpu_bf16_inference: str | bool = "auto") -> Base:
         model, tokenizer = load_frozen_model(model_dir, dtype=dtype, device=device)
-        device_type = model.get_input_embeddings().weight.device
+        weights = model.get_input_embeddings().weight
+        device_type = weights.device
         precision = replace(choose_precision(cpu_bf16_inference, device_type, model.config),
-                            model_dtype=str(model.get_input_embeddings().weight.dtype
-                                            ).removeprefix("torch."))
+                            model_dtype=str(weights.dtype).removeprefix("torch."))
         # Half-precision CPU gradient passes take the direct attention only where bf16 is fast.
         use_direct_attention(model, cpu_half=precision.bf16 or device_type.type != "cpu")
         log.info("precision: %s", precision.reason)
