@@ -28,10 +28,11 @@ import torch
 import yaml
 
 from tagllm.baselines import train_baseline
-from tagllm.evaluate import evaluate_runs, evaluate_train_mean
+from tagllm.evaluate import evaluate_runs
 from tagllm.loop import TrainConfig
 from tagllm.plan import build_plan
 from tagllm.precision import describe_cpu
+from tagllm.scoring import evaluate_train_mean
 from tagllm.train import train_function_tags
 
 

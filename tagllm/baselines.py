@@ -1,7 +1,7 @@
 """Baselines of paper Tables 2-4 that do not train tags: PEFT adapters (LoRA, prompt tuning) with a
 regression head or decoding the label as text, the linear probe (the head alone on frozen features of
-every training row, fit in closed form: `tagllm.probe`), and the nearest neighbour by
-`difflib.SequenceMatcher` (no model at all).
+every training row, fit in closed form: `tagllm.probe`). The nearest neighbour (no model at all)
+is in `tagllm.scoring`.
 
 Every trained baseline uses the same data, batches, optimiser loop, checkpoints and run files as
 Tag-LLM (`tagllm.train`), so differences in the tables come from the method only.
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, replace
-from difflib import SequenceMatcher
 from pathlib import Path
 
 import torch
@@ -191,24 +190,3 @@ def _fit_probe(base, method, task: Task, data_path: str | Path, out_dir: str | P
 
 
 # --------------------------------------------------------------------------- nearest neighbour
-def nearest_neighbour_labels(train_items: list[str], train_labels: list[float],
-                             queries: list[str]) -> list[float]:
-    """For each query, the label of the most similar training string by
-    `difflib.SequenceMatcher.ratio` (ties: the earlier training row). The cheap upper bounds
-    `real_quick_ratio` and `quick_ratio` skip candidates that cannot beat the best so far."""
-    if not train_items:
-        raise ValueError("nearest neighbour needs at least one training example")
-    predictions = []
-    for query in queries:
-        matcher = SequenceMatcher(None, autojunk=False)
-        matcher.set_seq2(query)
-        best, best_label = -1.0, train_labels[0]
-        for item, label in zip(train_items, train_labels, strict=True):
-            matcher.set_seq1(item)
-            if matcher.real_quick_ratio() <= best or matcher.quick_ratio() <= best:
-                continue
-            ratio = matcher.ratio()
-            if ratio > best:
-                best, best_label = ratio, label
-        predictions.append(float(best_label))
-    return predictions

@@ -391,9 +391,9 @@ def run(args: argparse.Namespace) -> None:
             logging.info("metrics: %s", metrics)
     elif args.command in ("evaluate-train-mean", "evaluate-nearest-neighbour",
                           "evaluate-copy-source"):
-        from tagllm import evaluate
+        from tagllm import scoring
 
-        scorer = getattr(evaluate, args.command.replace("-", "_"))
+        scorer = getattr(scoring, args.command.replace("-", "_"))
         logging.info("metrics: %s", scorer(args.task, args.train, args.test, args.out_dir,
                                           args.name, args.max_rows))
     elif args.command == "predict":

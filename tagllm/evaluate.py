@@ -12,19 +12,17 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-import pandas as pd
 import torch
 
-from tagllm.atomic import write_json, write_parquet
 from tagllm.batching import collate, length_grouped_batches, splice_tags
 from tagllm.generate import decode_texts, greedy_decode, stop_token_ids
 from tagllm.heads import RegressionHead
 from tagllm.methods import Method, get_method, parse_label
-from tagllm.metrics import regression_metrics, target_class_metrics, translation_metrics
 from tagllm.objectives import PrefixStore, regression_hidden
+from tagllm.scoring import scored_rows, training_labels, write_regression, write_translation
 from tagllm.tags import TAGS_META, TagTable
 from tagllm.tasks import LANGUAGE_NAMES, Task, as_task, task_of_metrics
-from tagllm.train import Base, encode_examples, read_run_spec, read_table
+from tagllm.train import Base, encode_examples, read_run_spec
 
 # Direct prompting of translation: the base model told the languages in words, no tags; an
 # instruct model in the chat format it was tuned on (the paper's Input/Output lines left SmolLM2
@@ -184,17 +182,6 @@ def scored_task(spec: dict, task: Task | str | None) -> Task:
     return as_task(task)
 
 
-def scored_rows(test_path: str | Path, task: Task, max_rows: int,
-              columns: list[str] | None = None) -> pd.DataFrame:
-    """The test rows scored (`first_rows`), checked as the task's columns say."""
-    return first_rows(read_table(test_path, columns or task.columns(), kinds=task.column_kinds()),
-                      task, max_rows)
-
-
-def training_labels(train_path: str | Path, task: Task) -> pd.Series:
-    return read_table(train_path, [task.label], kinds=task.column_kinds())[task.label].astype(float)
-
-
 def _evaluate(base: Base, store: PrefixStore, run_dir: str | Path | None, spec: dict,
               method: Method, task: Task, test_path: str | Path, out_dir: str | Path,
               batch_size: int, name: str, train_path: str | Path | None, max_rows: int,
@@ -222,7 +209,7 @@ def _evaluate(base: Base, store: PrefixStore, run_dir: str | Path | None, spec: 
         predicted = predictor.regress(examples, batch_size, store)
         cache = {"prefix_forwards": store.computed - passes,
                  "reused_examples": store.reused - reused}
-        return _write(frame, predicted, task, run, method.name, base.info.model_id, out_dir,
+        return write_regression(frame, predicted, task, run, method.name, base.info.model_id, out_dir,
                       test_path, precision=base.precision.to_json(), prefix_cache=cache)
     if "label_mean" not in spec:
         if train_path is None:
@@ -231,7 +218,7 @@ def _evaluate(base: Base, store: PrefixStore, run_dir: str | Path | None, spec: 
         spec = {"label_mean": labels.mean(), "label_min": labels.min(), "label_max": labels.max()}
     predicted, decoded, parsed, clipped = decode_labels(predictor, examples, batch_size, spec)
     frame = frame.assign(decoded=decoded, parsed=[p is not None for p in parsed])
-    return _write(frame, predicted, task, run, method.name, base.info.model_id, out_dir, test_path,
+    return write_regression(frame, predicted, task, run, method.name, base.info.model_id, out_dir, test_path,
                   unparsed=sum(p is None for p in parsed), clipped=clipped,
                   fallback=float(spec["label_mean"]), precision=base.precision.to_json())
 
@@ -262,93 +249,3 @@ def decoded_predictions(parsed: list[float | None], mean: float, low: float, hig
         clipped += bounded != value
         predictions.append(bounded)
     return predictions, clipped
-
-
-def first_rows(frame: pd.DataFrame, task: Task, max_rows: int) -> pd.DataFrame:
-    """The first `max_rows` test rows (0: all), per group for a task scored per group
-    (translation: per direction)."""
-    if not max_rows:
-        return frame
-    if task.group_by:
-        return frame.groupby(list(task.group_by), sort=False).head(max_rows)
-    return frame.head(max_rows)
-
-
-def evaluate_train_mean(task: Task | str, train_path: str | Path, test_path: str | Path,
-                        out_dir: str | Path, name: str = "", max_rows: int = 0) -> dict:
-    """Predict the training-label mean for every test example."""
-    task = as_task(task)
-    mean = float(training_labels(train_path, task).mean())
-    frame = scored_rows(test_path, task, max_rows, [task.label])
-    return _write(frame, [mean] * len(frame), task, name or task.name, "train_mean", "none",
-                  out_dir, test_path)
-
-
-def evaluate_nearest_neighbour(task: Task | str, train_path: str | Path, test_path: str | Path,
-                               out_dir: str | Path, name: str = "", max_rows: int = 0) -> dict:
-    """Predict the label of the most similar training string (single-input tasks: QED, Descriptor)."""
-    task = as_task(task)
-    fields = sorted(task.char_fields)
-    if len(fields) != 1:
-        raise ValueError(f"nearest neighbour needs a task with one input string, not {task.name}")
-    column = fields[0]
-    train = read_table(train_path, [column, task.label], kinds=task.column_kinds())
-    frame = scored_rows(test_path, task, max_rows, [column, task.label])
-    from tagllm.baselines import nearest_neighbour_labels  # no model needed: skip its imports
-
-    predicted = nearest_neighbour_labels(train[column].astype(str).tolist(),
-                                         train[task.label].astype(float).tolist(),
-                                         frame[column].astype(str).tolist())
-    return _write(frame, predicted, task, name or task.name, "nearest_neighbour", "none",
-                  out_dir, test_path)
-
-
-def evaluate_copy_source(task: Task | str, train_path: str | Path | None, test_path: str | Path,
-                         out_dir: str | Path, name: str = "", max_rows: int = 0) -> dict:
-    """Translation by copying the source sentence: the floor a translation must clear (names,
-    numbers and placeholders such as `%(name)s` carry over unchanged). `train_path` is unused."""
-    task = as_task(task)
-    source = task.source_text()
-    if source is None:
-        raise ValueError(f"copying the source scores a generation task with one text input, "
-                         f"not {task.name}")
-    frame = scored_rows(test_path, task, max_rows)
-    return write_translation(frame, frame[source].astype(str).tolist(), task,
-                             name or task.name, "copy_source", "none", out_dir)
-
-
-def _write(frame: pd.DataFrame, predicted: list[float], task: Task, run: str, method: str,
-           model_id: str, out_dir: str | Path, test_path: str | Path, **extra) -> dict:
-    """predictions.parquet and metrics.json of a regression run; with TDC's per-tissue MAE when
-    the test split has a `target_class` column (the DrugCombo benchmark group)."""
-    out_dir = Path(out_dir)
-    result = frame.copy()
-    result["y_pred"] = predicted
-    metrics = {"task": task.name, "task_spec": task.to_json(), "metric": task.metric, "run": run,
-               "method": method, "base_model": model_id,
-               **regression_metrics(result[task.label], result["y_pred"]),
-               **target_class_metrics(test_path, result[task.label], result["y_pred"]), **extra}
-    write_parquet(out_dir / "predictions.parquet", result)
-    write_json(out_dir / "metrics.json", metrics)
-    return metrics
-
-
-def write_translation(frame: pd.DataFrame, hypotheses: list[str], task: Task, run: str,
-                      method: str, model_id: str, out_dir: str | Path, **extra) -> dict:
-    """sacreBLEU scores of decoded texts against the task's label column, per group (translation:
-    per direction, keyed `src-tgt`) and all groups pooled."""
-    out_dir = Path(out_dir)
-    result = frame.assign(hypothesis=hypotheses)
-    directions = {}
-    for values, group in (result.groupby(list(task.group_by), sort=True) if task.group_by
-                          else ()):
-        key = "-".join(str(v) for v in (values if isinstance(values, tuple) else (values,)))
-        directions[key] = translation_metrics(group["hypothesis"].tolist(),
-                                              group[task.label].tolist())
-    metrics = {"task": task.name, "task_spec": task.to_json(), "metric": task.metric, "run": run,
-               "method": method, "base_model": model_id, "directions": directions,
-               **translation_metrics(result["hypothesis"].tolist(), result[task.label].tolist()),
-               **extra}
-    write_parquet(out_dir / "predictions.parquet", result)
-    write_json(out_dir / "metrics.json", metrics)
-    return metrics

@@ -112,3 +112,27 @@ def check_text(values: pd.Series, path: Path, kind: str | None = None) -> None:
         first = reasons[bad[0]]
         raise UserError(f"{path}: column {values.name!r}, "
                         f"{_rows(values.index[bad])}: {first}")
+
+
+def read_table(path: str | Path, columns: list[str], max_rows: int = 0, seed: int = 0,
+               kinds: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """Read a prepared Parquet file, checking it has the columns, at least one row, and in `columns`
+    only values a prepare step keeps (`table_checks.check_columns`; `kinds`: what each column
+    holds, a task's `column_kinds()`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: dataset file not found (did the prepare rule run?)")
+    try:
+        frame = pd.read_parquet(path)
+    except (OSError, ValueError) as error:  # pyarrow's ArrowInvalid is a ValueError
+        raise UserError(f"{path}: not a readable Parquet file ({error})") from error
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {missing}; has {list(frame.columns)}")
+    if frame.empty:
+        raise ValueError(f"{path}: dataset is empty")
+    frame = frame.reset_index(drop=True)  # the index: row positions, for the messages
+    if max_rows and len(frame) > max_rows:
+        frame = frame.sample(n=max_rows, random_state=seed).sort_index()
+    check_columns(frame, columns, path, kinds)
+    return frame.reset_index(drop=True)

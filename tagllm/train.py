@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -20,7 +20,6 @@ from tagllm import checkpoint, distributed
 from tagllm.atomic import write_json
 from tagllm.attention import use_direct_attention
 from tagllm.batching import length_grouped_batches
-from tagllm.errors import UserError
 from tagllm.heads import RegressionHead
 from tagllm.loop import TrainConfig, optimise, seed_everything
 from tagllm.methods import Method, format_label, get_method
@@ -37,7 +36,7 @@ from tagllm.precision import choose as choose_precision
 from tagllm.prefix_store import prefix_keys
 from tagllm.probe import RidgeFit, fit_ridge, head_from_fit
 from tagllm.prompts import Encoded, PromptEncoder
-from tagllm.table_checks import check_columns
+from tagllm.table_checks import read_table
 from tagllm.tags import TagTable, read_tag_files
 from tagllm.tasks import DomainTag, Task, as_domain_tag, as_task
 
@@ -116,30 +115,6 @@ class Base:
         if self.device.type == "cpu" and self.cpu_bf16_inference:
             return torch.autocast("cpu", dtype=torch.bfloat16)
         return self.autocast()
-
-
-def read_table(path: str | Path, columns: list[str], max_rows: int = 0, seed: int = 0,
-               kinds: Mapping[str, str] | None = None) -> pd.DataFrame:
-    """Read a prepared Parquet file, checking it has the columns, at least one row, and in `columns`
-    only values a prepare step keeps (`table_checks.check_columns`; `kinds`: what each column
-    holds, a task's `column_kinds()`)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: dataset file not found (did the prepare rule run?)")
-    try:
-        frame = pd.read_parquet(path)
-    except (OSError, ValueError) as error:  # pyarrow's ArrowInvalid is a ValueError
-        raise UserError(f"{path}: not a readable Parquet file ({error})") from error
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {missing}; has {list(frame.columns)}")
-    if frame.empty:
-        raise ValueError(f"{path}: dataset is empty")
-    frame = frame.reset_index(drop=True)  # the index: row positions, for the messages
-    if max_rows and len(frame) > max_rows:
-        frame = frame.sample(n=max_rows, random_state=seed).sort_index()
-    check_columns(frame, columns, path, kinds)
-    return frame.reset_index(drop=True)
 
 
 def _batch_order(n_batches: int, seed: int):

@@ -43,6 +43,20 @@ def test_module_entry_point():
     assert result.returncode == 0 and "tagllm" in result.stdout
 
 
+def test_model_free_scoring_does_not_import_torch(qed_dir, tmp_path):
+    # The workflow runs several of these jobs; torch and transformers would add ~8 s to each.
+    probe = ("import runpy, sys; sys.argv = ['tagllm', 'evaluate-train-mean', '--task', 'qed', "
+             f"'--train', {str(qed_dir / 'train.parquet')!r}, "
+             f"'--test', {str(qed_dir / 'test.parquet')!r}, '--out-dir', {str(tmp_path)!r}]\n"
+             "try:\n    runpy.run_module('tagllm', run_name='__main__')\n"
+             "except SystemExit as done:\n    assert done.code == 0, done.code\n"
+             "print(sorted(m for m in ('torch', 'transformers', 'peft') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+    assert (tmp_path / "metrics.json").is_file()
+
+
 def test_tag_for_another_model_is_a_clear_error(tiny_model_dir, qed_dir, tmp_path, capsys):
     from tagllm.tags import BaseModelInfo, TagTable
 

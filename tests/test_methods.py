@@ -8,12 +8,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tagllm.baselines import nearest_neighbour_labels, train_baseline
+from tagllm.baselines import train_baseline
 from tagllm.batching import collate, splice_tags
-from tagllm.evaluate import evaluate_nearest_neighbour, evaluate_run
+from tagllm.evaluate import evaluate_run
 from tagllm.generate import greedy_decode, stop_token_ids
 from tagllm.loop import TrainConfig
 from tagllm.methods import LORA_RANK, get_method, parse_label
+from tagllm.scoring import evaluate_nearest_neighbour, nearest_neighbour_labels
 from tagllm.tags import TagTable
 from tagllm.tasks import get_task
 from tagllm.train import train_domain_tag, train_function_tag
@@ -95,7 +96,7 @@ def test_probe_trains_only_the_head(smiles_tag, tiny_model_dir, qed_dir, tmp_pat
     run = tmp_path / "probe"
     metrics = train_baseline(tiny_model_dir, "no_function_tags", "qed", qed_dir / "train.parquet",
                              run, P, TrainConfig(**{**FAST, "max_examples": 0}),
-                             domain_tag_dirs=[smiles_tag])
+                             domain_tag_dirs=[smiles_tag], cpu_bf16_inference="false")
     # A closed-form fit (weights and a bias) on the rows it is given (here, as in the workflow's
     # linear probes, every row).
     assert metrics["trainable_parameters"] == metrics["hidden_size"] + 1
@@ -105,8 +106,10 @@ def test_probe_trains_only_the_head(smiles_tag, tiny_model_dir, qed_dir, tmp_pat
     result = evaluate_run(tiny_model_dir, run, "qed", qed_dir / "test.parquet", tmp_path / "eval")
     assert result["method"] == "no_function_tags"
     # Evaluation reads the features the fit was made on: its predictions on the training rows
-    # have the fit's training error.
-    again = evaluate_run(tiny_model_dir, run, "qed", qed_dir / "train.parquet", tmp_path / "train")
+    # have the fit's training error (in the same precision: `auto` measures per process, and
+    # on a loaded CPU with bf16 units two processes may choose apart).
+    again = evaluate_run(tiny_model_dir, run, "qed", qed_dir / "train.parquet", tmp_path / "train",
+                         cpu_bf16_inference="false")
     assert again["mse"] == pytest.approx(metrics["probe"]["train_mse"], rel=1e-3)
 
 

@@ -12,9 +12,9 @@ import yaml
 
 from tagllm.config_check import config_problems
 from tagllm.errors import UserError
-from tagllm.evaluate import evaluate_train_mean, write_translation
 from tagllm.plan import build_plan
 from tagllm.report import long_rows, run_metric
+from tagllm.scoring import evaluate_train_mean, write_translation
 from tagllm.tasks import TASKS, build_task, get_task, is_builtin, registry, task_from_json
 
 ROOT = Path(__file__).resolve().parents[1]
