@@ -21,6 +21,8 @@ from tagllm.tasks import TASKS
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
 DEFAULT = yaml.safe_load((ROOT / "config.yaml").read_text())
+# The ablations block (off in the default: presets/cpu_full.yaml has it).
+ABLATIONS = yaml.safe_load((ROOT / "presets/cpu_full.yaml").read_text())["ablations"]
 
 
 def validate(config):
@@ -73,7 +75,8 @@ def problems(change):
 
 def test_default_config_and_presets_have_no_problems():
     assert config_problems(DEFAULT, SCHEMA) == []
-    for overlay in ("presets/paper.yaml", "presets/mistral.yaml", "tests/data/tiny.yaml"):
+    for overlay in ("presets/paper.yaml", "presets/mistral.yaml", "presets/cpu_full.yaml",
+                    "tests/data/tiny.yaml"):
         config = copy.deepcopy(DEFAULT)
         update_config(config, yaml.safe_load((ROOT / overlay).read_text()))
         assert config_problems(config, SCHEMA) == [], overlay
@@ -119,7 +122,7 @@ def test_schema_type_errors_show_the_value_not_the_block():
     assert problems(yaml_exponent) == ["config stage2.qed.train.lr: expected a number, got '1e-4' "
                                        "(YAML reads 1e-4 as text: write it with a dot, e.g. 1.0e-4)"]
     [line] = problems(list_item)
-    assert line.startswith("config baselines.methods[8]: 'lorra' is not one of linear_probe")
+    assert line.startswith("config baselines.methods[3]: 'lorra' is not one of linear_probe")
     assert line.endswith("(did you mean 'lora'?)")
 
 
@@ -180,7 +183,7 @@ def test_unknown_and_switched_off_runs_are_named():
     def unknown(c):
         c["headline"]["runs"][0] = "qde"
         c["headline"]["baselines"] = ["linear_prob"]
-        c["ablations"]["run"] = "nope"
+        c["ablations"] = {**ABLATIONS, "run": "nope"}
         c["stage2"]["tox"] = {"train": {}}
 
     def switched_off(c):
@@ -192,7 +195,7 @@ def test_unknown_and_switched_off_runs_are_named():
     def unfit(c):
         c["baselines"]["nearest_neighbour"] = ["dc_synthetic"]
         c["baselines"]["runs"] = ["translate"]
-        del c["ablations"]["enrich_run"]
+        c["ablations"] = {k: v for k, v in ABLATIONS.items() if k != "enrich_run"}
 
     assert problems(unknown) == [
         "config stage2.tox: the run's name is not a task, so it needs task: (one of descriptor, "

@@ -43,16 +43,27 @@ def test_default_plan_runs_jobs_and_seeds():
     assert plan.jobs[("lora", "qed")]["max_examples"] == 24
     assert plan.jobs[("tagllm_budget", "qed")]["max_examples"] == 24
     assert plan.jobs[("linear_probe", "qed")]["max_examples"] == 0
-    assert ("tagllm_p50", "dc_synthetic") in plan.jobs
     assert plan.tags_together == ["EN", "FR", "RU", "DE", "IT", "EL", "ES", "PT"]
-    # One job for the sweep and the tag-training ablations (Tag-LLM's prompt first: shared
-    # prefixes); the enriched and probe ablations train elsewhere, but are scored with them.
-    assert plan.trained_together == ["tagllm_p1", "tagllm_p10", "tagllm_p20", "tagllm_p5",
-                                     "tagllm_p50", "no_head", "no_domain_tags"]
-    assert {"enriched", "no_function_tags"} <= set(plan.evaluated_together)
+    # Tables 3-4 are presets/cpu_full.yaml's (below): the default fits 15 minutes on AVX2.
+    assert not plan.family_run and not plan.trained_together
+    assert {m for m, _ in plan.jobs} == {"tagllm", "tagllm_budget", "linear_probe",
+                                         "prompt_tuning", "lora"}
     assert plan.seeded_runs == plan.headline_runs and plan.seeds_together == [0, 1, 2]
     assert "results/eval/copy_source/translate/metrics.json" in plan.eval_metric_files()
     assert len(plan.run_metric_files()) == sum(len(plan.job_seeds(m, r)) for m, r in plan.jobs)
+
+
+def test_full_cpu_preset_adds_tables_3_and_4_at_tagllm_budget():
+    plan = build_plan(overlaid("presets/cpu_full.yaml"))
+    assert plan.jobs[("lora_head", "qed")]["max_examples"] == 24  # the baselines' common budget
+    # Ablations and sweep on Tag-LLM's own settings: its seed-0 run is the full row and p = 10.
+    assert plan.jobs[("tagllm_p50", "dc_synthetic")] == plan.jobs[("tagllm", "dc_synthetic")]
+    assert ("tagllm_p10", "dc_synthetic") not in plan.jobs
+    # One job for the sweep and the tag-training ablations (Tag-LLM's prompt first: shared
+    # prefixes); the enriched and probe ablations train elsewhere, but are scored with them.
+    assert plan.trained_together == ["tagllm_p1", "tagllm_p20", "tagllm_p5", "tagllm_p50",
+                                     "no_head", "no_domain_tags"]
+    assert {"enriched", "no_function_tags"} <= set(plan.evaluated_together)
 
 
 def test_plan_of_an_own_task_keeps_run_and_task_apart():
