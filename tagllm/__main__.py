@@ -6,8 +6,8 @@ from tagllm.cli import main
 
 if __name__ == "__main__":
     status = main()
-    # The interpreter's last collection walks every object torch and transformers made (1-1.5 s
-    # a job on a 2-core CPU, ~45 jobs in the default); frozen objects are skipped. Outputs are
-    # written and closed by now, and atexit handlers still run.
+    # The interpreter's last collection walks every object torch and transformers made (1.4 s a
+    # model job on a 2-core CPU, ~30 of them in the default); frozen objects are skipped. Outputs
+    # are written and closed by now, and atexit handlers still run.
     gc.freeze()
     raise SystemExit(status)

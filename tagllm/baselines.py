@@ -187,6 +187,3 @@ def _fit_probe(base, method, task: Task, data_path: str | Path, out_dir: str | P
         write_json(Path(out_dir) / "metrics.json", metrics)
     distributed.teardown()
     return metrics
-
-
-# --------------------------------------------------------------------------- nearest neighbour

@@ -209,8 +209,9 @@ def _evaluate(base: Base, store: PrefixStore, run_dir: str | Path | None, spec: 
         predicted = predictor.regress(examples, batch_size, store)
         cache = {"prefix_forwards": store.computed - passes,
                  "reused_examples": store.reused - reused}
-        return write_regression(frame, predicted, task, run, method.name, base.info.model_id, out_dir,
-                      test_path, precision=base.precision.to_json(), prefix_cache=cache)
+        return write_regression(frame, predicted, task, run, method.name, base.info.model_id,
+                                out_dir, test_path, precision=base.precision.to_json(),
+                                prefix_cache=cache)
     if "label_mean" not in spec:
         if train_path is None:
             raise ValueError("decoding a label needs the training labels (a run or --train)")
@@ -218,9 +219,10 @@ def _evaluate(base: Base, store: PrefixStore, run_dir: str | Path | None, spec: 
         spec = {"label_mean": labels.mean(), "label_min": labels.min(), "label_max": labels.max()}
     predicted, decoded, parsed, clipped = decode_labels(predictor, examples, batch_size, spec)
     frame = frame.assign(decoded=decoded, parsed=[p is not None for p in parsed])
-    return write_regression(frame, predicted, task, run, method.name, base.info.model_id, out_dir, test_path,
-                  unparsed=sum(p is None for p in parsed), clipped=clipped,
-                  fallback=float(spec["label_mean"]), precision=base.precision.to_json())
+    return write_regression(frame, predicted, task, run, method.name, base.info.model_id, out_dir,
+                            test_path, unparsed=sum(p is None for p in parsed), clipped=clipped,
+                            fallback=float(spec["label_mean"]),
+                            precision=base.precision.to_json())
 
 
 def decode_labels(predictor: Predictor, examples, batch_size: int, spec: dict

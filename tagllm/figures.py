@@ -59,12 +59,13 @@ def plot_figures(summary_csv: str | Path, run_files: list[str | Path], ablation_
         _tag_length(frame, ablation_run, metric, tag_length, setting, out_dir / "tag_length.png")
         _ablation(frame, ablation_run, metric, tag_length, setting, out_dir / "ablation.png")
     else:  # an empty, titled figure: no `ablations:` section, or no results for its run
-        missing = f"no results for ablation run {ablation_run}" if ablation_run else \
-            "no ablations configured"
+        missing = f"No results for ablation run {ablation_run}." if ablation_run else \
+            "No ablations in this configuration (its `ablations:` section is off)."
         for name in ("tag_length", "ablation"):
             figure, axis = plt.subplots(figsize=(4.5, 3))
             axis.set_axis_off()
-            axis.set_title(f"{missing} ({setting})", fontsize=7)
+            axis.text(0.5, 0.5, textwrap.fill(f"{missing} {setting}", 70), ha="center",
+                      va="center", fontsize=7, transform=axis.transAxes)
             save_figure(out_dir / f"{name}.png", figure, dpi=120)
             plt.close(figure)
     _loss_curves(read_run_metrics(run_files), setting, out_dir / "loss_curves.png")

@@ -428,8 +428,9 @@ def build_tables(metric_files: list[str | Path], run_files: list[str | Path],
                                                 frame.method.str.fullmatch(SWEEP_PATTERN))]
     note = budget_note(runs, list(dict.fromkeys(long.method)), ablation_run) \
         if ablation_run else ""
-    _write_table(out_dir, "table4_ablation", f"Table 4: ablations on {ablation_run}", setting,
-                 ablation, long, note)
+    title = f"Table 4: ablations on {ablation_run}" if ablation_run else \
+        "Table 4: ablations (none in this configuration: `ablations:` is off)"
+    _write_table(out_dir, "table4_ablation", title, setting, ablation, long, note)
     params = table_params(runs, tag_length)
     _write_table(out_dir, "table6_params", "Table 6: trainable parameters", setting, params,
                  params)

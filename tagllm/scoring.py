@@ -43,8 +43,8 @@ def evaluate_train_mean(task: Task | str, train_path: str | Path, test_path: str
     task = as_task(task)
     mean = float(training_labels(train_path, task).mean())
     frame = scored_rows(test_path, task, max_rows, [task.label])
-    return write_regression(frame, [mean] * len(frame), task, name or task.name, "train_mean", "none",
-                  out_dir, test_path)
+    return write_regression(frame, [mean] * len(frame), task, name or task.name, "train_mean",
+                            "none", out_dir, test_path)
 
 
 def evaluate_nearest_neighbour(task: Task | str, train_path: str | Path, test_path: str | Path,
@@ -60,8 +60,8 @@ def evaluate_nearest_neighbour(task: Task | str, train_path: str | Path, test_pa
     predicted = nearest_neighbour_labels(train[column].astype(str).tolist(),
                                          train[task.label].astype(float).tolist(),
                                          frame[column].astype(str).tolist())
-    return write_regression(frame, predicted, task, name or task.name, "nearest_neighbour", "none",
-                  out_dir, test_path)
+    return write_regression(frame, predicted, task, name or task.name, "nearest_neighbour",
+                            "none", out_dir, test_path)
 
 
 def evaluate_copy_source(task: Task | str, train_path: str | Path | None, test_path: str | Path,
@@ -78,8 +78,9 @@ def evaluate_copy_source(task: Task | str, train_path: str | Path | None, test_p
                              name or task.name, "copy_source", "none", out_dir)
 
 
-def write_regression(frame: pd.DataFrame, predicted: list[float], task: Task, run: str, method: str,
-           model_id: str, out_dir: str | Path, test_path: str | Path, **extra) -> dict:
+def write_regression(frame: pd.DataFrame, predicted: list[float], task: Task, run: str,
+                     method: str, model_id: str, out_dir: str | Path, test_path: str | Path,
+                     **extra) -> dict:
     """predictions.parquet and metrics.json of a regression run; with TDC's per-tissue MAE when
     the test split has a `target_class` column (the DrugCombo benchmark group)."""
     out_dir = Path(out_dir)

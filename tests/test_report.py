@@ -256,3 +256,12 @@ def test_table1_lists_directions_beyond_the_papers(tmp_path):
     assert [row.split(" | ")[0] for row in rows] == ["| EN-FR", "| EN-ES"]
     # Tag-LLM's BLEU 7, direct prompting absent, copy source 2, then chrF; no paper values.
     assert rows[1] == "| EN-ES | - | 7 | - | 2 | 8 | - | 3 | 0.5 | - | - | - |"
+
+
+def test_table4_says_when_no_ablations_ran(tmp_path):
+    # The embedded default has `ablations: null` (presets/cpu_full.yaml runs them).
+    files = write_files(tmp_path, [regression("tagllm", "qed", "qed", 0.02)],
+                        [seeded("qed", 0, 88, 32, 1, 1)])
+    build_tables(files["metrics"], files["runs"], tmp_path / "tables", "s", 10)
+    table4 = (tmp_path / "tables" / "table4_ablation.md").read_text()
+    assert "Table 4: ablations (none in this configuration" in table4
