@@ -117,7 +117,7 @@ def check_text(values: pd.Series, path: Path, kind: str | None = None) -> None:
 def read_table(path: str | Path, columns: list[str], max_rows: int = 0, seed: int = 0,
                kinds: Mapping[str, str] | None = None) -> pd.DataFrame:
     """Read a prepared Parquet file, checking it has the columns, at least one row, and in `columns`
-    only values a prepare step keeps (`table_checks.check_columns`; `kinds`: what each column
+    only values a prepare step keeps (`check_columns`; `kinds`: what each column
     holds, a task's `column_kinds()`)."""
     path = Path(path)
     if not path.is_file():
