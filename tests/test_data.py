@@ -104,6 +104,21 @@ def test_django_translation_and_text_are_disjoint_by_message(tmp_path):
     assert test_french and not test_french & set(text["text"])
 
 
+def test_django_test_rows_are_a_seeded_sample_not_the_catalogs_first_messages(tmp_path):
+    def sources(name: str, **settings) -> list[str]:
+        prepare_dataset("translation", tmp_path / name,
+                        Settings("django", test_fraction=0.2, **settings))
+        test = pd.read_parquet(tmp_path / name / "test.parquet")
+        return test.loc[(test.src_lang == "en") & (test.tgt_lang == "fr"), "src"].tolist()
+
+    every = sources("all", seed=0)
+    sample = sources("a", seed=0, test_rows=12)
+    assert len(sample) == 12 and set(sample) <= set(every)
+    # The catalogs are sorted by message: their head is placeholders and punctuation.
+    assert sample != every[:12]
+    assert sources("b", seed=0, test_rows=12) == sample
+
+
 def test_synthetic_pairs_are_deterministic_and_named(tmp_path):
     qed_report = prepare_qed(tmp_path / "qed", path=str(DATA / "molecules.smi"), test_fraction=0.25)
     assert qed_report["kept"] > 10

@@ -1,0 +1,139 @@
+"""Do the stage-1 language tags say which language follows? Trains the language tags of
+`config.yaml`'s stage 1 under several settings and scores each set by language identification.
+
+    python bench/language_tags.py [--results results] [--config config.yaml]
+                                  [--settings lr=0.001 lr=0.03,max_examples=48] [--texts 16]
+
+For each setting (overrides of every language tag's stage-1 train block), the tags are trained as
+stage 1 trains them (`tagllm.train.train_domain_tags`, one process, the model loaded once) into a
+temporary folder. Then every held-out text (the first `--texts` rows of each language's
+`results/data/text_<lang>/test.parquet`) is scored after every tag: the mean next-token loss of
+the text given `<tag> text`. A tag set identifies a text's language when the text's own tag gives
+it the lowest loss. Printed per setting: identification accuracy (chance 1/8; tags that are all
+alike tie, and a tie counts as a miss), the mean loss after the own tag and after the others, and
+how far the tags moved from their shared initialisation (norm of the change over the init's norm).
+The first row is the untrained initialisation. Reads what `make run` left under `results/` (the
+model and the prepared text data); nothing under results/ changes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+import yaml
+
+from tagllm.batching import collate
+from tagllm.forward import full_hidden
+from tagllm.loop import TrainConfig
+from tagllm.precision import describe_cpu
+from tagllm.tags import TagTable, mean_embedding_init
+from tagllm.train import Base, _domain_examples, train_domain_tags
+
+
+def parse_setting(text: str) -> dict:
+    """`lr=0.03,max_examples=48` -> {"lr": 0.03, "max_examples": 48}."""
+    setting = {}
+    for item in filter(None, text.split(",")):
+        key, _, value = item.partition("=")
+        setting[key] = yaml.safe_load(value)
+    return setting
+
+
+@torch.no_grad()
+def text_losses(base: Base, tags: TagTable, tag: str, texts: list[str]) -> torch.Tensor:
+    """Mean next-token loss of each text after `<tag>` (the stage-1 prompt). (N,)"""
+    examples = _domain_examples(base, tags, tag, texts)
+    batch = collate(examples, base.tokenizer.pad_token_id, "right").to(base.device)
+    hidden = full_hidden(base.model, tags.flat(), batch)  # (B, T, d)
+    logits = base.model.get_output_embeddings()(hidden[:, :-1]).float()  # (B, T-1, V)
+    targets = batch.input_ids[:, 1:]
+    positions = torch.arange(targets.shape[1], device=targets.device) + 1
+    starts = torch.tensor([e.readout + 1 for e in examples], device=targets.device)
+    scored = (positions.unsqueeze(0) >= starts.unsqueeze(1)) & batch.attention_mask[:, 1:].bool()
+    loss = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")  # (B, T-1)
+    return (loss * scored).sum(1) / scored.sum(1)
+
+
+def score(base: Base, tags: TagTable, languages: list[str], texts: dict[str, list[str]]) -> dict:
+    """Identification accuracy and losses of one tag set on every language's held-out texts."""
+    hits = total = 0
+    own, other = [], []
+    for language in languages:
+        losses = torch.stack([text_losses(base, tags, tag, texts[language])
+                              for tag in languages])  # (tags, N)
+        mine = losses[languages.index(language)]
+        best = losses.min(0).values
+        others = torch.cat([losses[:languages.index(language)],
+                            losses[languages.index(language) + 1:]])
+        hits += int(((mine == best) & ((others > mine).all(0))).sum())
+        total += mine.numel()
+        own.append(mine.mean().item())
+        other.append(others.mean().item())
+    return {"accuracy": hits / total, "own_loss": sum(own) / len(own),
+            "other_loss": sum(other) / len(other)}
+
+
+def moved(tags: TagTable, languages: list[str], init: torch.Tensor) -> float:
+    """Mean over tags of ||tag - init|| / ||init||."""
+    return sum(float((tags.tags[t].detach().cpu() - init).norm() / init.norm())
+               for t in languages) / len(languages)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", default="results")
+    parser.add_argument("--config", default="config.yaml")
+    parser.add_argument("--settings", nargs="+", default=["lr=0.001"],
+                        help="overrides of the language tags' train blocks, e.g. lr=0.03,epochs=2")
+    parser.add_argument("--texts", type=int, default=16, help="held-out texts per language")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    torch.set_num_threads(args.threads)
+    config = yaml.safe_load(Path(args.config).read_text())
+    results = Path(args.results)
+    model_dir = results / "models" / config["model"]["name"]
+    stage1 = config["stage1"]
+    languages = [name for name, entry in stage1.items()
+                 if config["data"][entry["dataset"]]["kind"] == "text"]
+    tag_length = int(config.get("tag_length", 10))
+    texts = {lang: pd.read_parquet(results / "data" / stage1[lang]["dataset"] / "test.parquet")
+             [stage1[lang]["column"]].astype(str).head(args.texts).tolist() for lang in languages}
+    base = Base.load(model_dir, "float32", "cpu", True, False)
+    init = mean_embedding_init(base.embeddings().detach(), tag_length).cpu()
+    print(f"{describe_cpu()}; {len(languages)} language tags, p = {tag_length}, "
+          f"{args.texts} held-out texts each")
+    untrained = TagTable(base.info)
+    for lang in languages:
+        untrained.add_new(lang, "domain", 1, tag_length, base.embeddings(), run="init")
+    rows = [("untrained init", score(base, untrained, languages, texts), 0.0, 0.0)]
+    for text in args.settings:
+        setting = parse_setting(text)
+        with tempfile.TemporaryDirectory() as tmp:
+            jobs = [(lang, results / "data" / stage1[lang]["dataset"] / "train.parquet",
+                     stage1[lang]["column"], Path(tmp) / lang) for lang in languages]
+            train_config = replace(TrainConfig(**stage1[languages[0]].get("train", {})), **setting)
+            start = time.perf_counter()
+            train_domain_tags(model_dir, jobs, tag_length, train_config, cpu_bf16_inference=False)
+            seconds = time.perf_counter() - start
+            trained = TagTable(base.info)
+            for lang, *_, out_dir in jobs:
+                trained.load(out_dir, names=[lang])
+            rows.append((text, score(base, trained, languages, texts),
+                         moved(trained, languages, init), seconds))
+    print(f"{'setting':32} {'accuracy':>8} {'own loss':>9} {'others':>7} {'moved':>6} {'train s':>8}")
+    for name, scores, shift, seconds in rows:
+        print(f"{name:32} {scores['accuracy']:8.3f} {scores['own_loss']:9.3f} "
+              f"{scores['other_loss']:7.3f} {shift:6.3f} {seconds:8.1f}")
+
+
+if __name__ == "__main__":
+    main()
