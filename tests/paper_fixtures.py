@@ -41,8 +41,8 @@ from tagllm.data import sources
 from tagllm.data.kinds import OPUS_SIDE, TRAIN_PAIRS
 
 DATA = Path(__file__).parent / "data"
-# The OPUS-100 commit the mirror's hub API resolves `main` to.
-OPUS_COMMIT = "5c3e7b4d9a1f0e2b6c8d7a9e1f3b5d7c9e0a2b4c"
+# The OPUS-100 commit the mirror serves: the pinned one (its hub API also resolves `main` to it).
+OPUS_COMMIT = sources.OPUS_REVISION
 RESIDUES = "ACDEFGHIKLMNPQRSTVWY"
 PADDING_BYTES = 1_100_000  # over sources.LARGE_FILE_MIN_BYTES and each TdcGroup.min_bytes
 

@@ -299,6 +299,14 @@ def test_pearson_is_tdc_pcc():
 
 
 # ----------------------------------------------------------------------------- OPUS-100
+def test_opus_revision_is_a_pinned_commit_unless_overridden(monkeypatch):
+    monkeypatch.delenv("TAGLLM_OPUS100_REVISION", raising=False)
+    assert sources.COMMIT.fullmatch(sources.opus_revision())
+    assert sources.opus_revision() == sources.OPUS_REVISION
+    monkeypatch.setenv("TAGLLM_OPUS100_REVISION", "main")
+    assert sources.opus_revision() == "main"
+
+
 def test_opus_shards_come_from_one_recorded_commit(tmp_path, monkeypatch):
     """The hub's API (served by a file:// mirror) resolves the revision and lists the pair's
     shards with their SHA-256; every shard comes from that commit and is checked against it."""
@@ -315,7 +323,8 @@ def test_opus_shards_come_from_one_recorded_commit(tmp_path, monkeypatch):
                          (f"tree/{commit}/en-fr", [listed, other])):
         mirror_path(mirror, f"{api}/{path}").parent.mkdir(parents=True, exist_ok=True)
         mirror_path(mirror, f"{api}/{path}").write_text(json.dumps(answer))
-    monkeypatch.delenv("TAGLLM_OPUS100_REVISION", raising=False)
+    # A branch is resolved to the commit it names.
+    monkeypatch.setenv("TAGLLM_OPUS100_REVISION", "main")
     out = tmp_path / "opus100_en-fr"
     sources.download_source("opus100_en-fr", out, retries=1, mirror=mirror.as_uri())
     record = json.loads((out / "train.parquet.source.json").read_text())
@@ -338,7 +347,7 @@ def test_opus_shards_come_from_one_recorded_commit(tmp_path, monkeypatch):
         sources.download_source("opus100_en-fr", tmp_path / "changed", retries=1,
                                 mirror=mirror.as_uri())
     # Offline (no answer from the hub): a clear error.
-    monkeypatch.delenv("TAGLLM_OPUS100_REVISION")
+    monkeypatch.setenv("TAGLLM_OPUS100_REVISION", "main")
     with pytest.raises(DownloadError, match="cannot list Helsinki-NLP/opus-100"):
         sources.download_source("opus100_en-fr", tmp_path / "offline", retries=1,
                                 mirror=(tmp_path / "nothing").as_uri())

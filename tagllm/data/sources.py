@@ -23,15 +23,17 @@ naming the archive and its SHA-256. The DrugCombo group's pickles are converted 
 download that fetched the archive; from an archive it did not fetch, only under the same rule
 (its SHA-256 pinned, or `--trust-pickle`).
 
-OPUS-100 comes from one commit of the hub repository `Helsinki-NLP/opus-100` (`opus_revision()`):
-the hub's API resolves the revision to a commit and lists the pair's shards at that commit (with
+OPUS-100 comes from one pinned commit of the hub repository `Helsinki-NLP/opus-100`
+(`opus_revision()`; a branch given instead is resolved to a commit by the hub's API), whose tree
+the hub's API lists for the pair's shards (with
 the SHA-256 it holds for each), every shard is fetched from `resolve/<commit>/` and checked against
 that SHA-256, and `train.parquet.source.json` records the commit.
 
 Every URL goes through `download.mirrored`: with a mirror (`--mirror`, config `download_mirror`),
 `https://<host>/<path>` is read from `<mirror>/<host>/<path>` instead, the hub's API answers
-included (`<mirror>/huggingface.co/api/datasets/Helsinki-NLP/opus-100/revision/main`, `.../tree/
-<commit>/<pair>`), so a copy of the sources, e.g. under `file://`, goes through the same checks.
+included (`<mirror>/huggingface.co/api/datasets/Helsinki-NLP/opus-100/tree/<commit>/<pair>`, and
+`.../revision/<branch>` for a branch), so a copy of the sources, e.g. under `file://`, goes
+through the same checks.
 """
 
 from __future__ import annotations
@@ -100,15 +102,17 @@ SHA256_PINS: dict[str, str | None] = {
 SOURCES = ("flores101", "binding_affinity", *TDC_FILES, *TDC_GROUPS,
            *(f"opus100_{p}" for p in OPUS_PAIRS))
 OPUS_REPO = "Helsinki-NLP/opus-100"
-# The revision (branch, tag or commit) of the hub repository OPUS-100 is downloaded from.
-# NOT PINNED: "main" moves when the repository changes. Each download resolves it to the commit it
-# names at that moment, fetches every shard from that commit, and records the commit (and each
-# shard's SHA-256) in opus100_<pair>/train.parquet.source.json, so a run says what it read. To pin
-# it, set a 40-hex commit here or in $TAGLLM_OPUS100_REVISION: the commit a first download
-# recorded, or another whose tree holds all eight pairs as <pair>/train-*.parquet. (The hub shows
-# en-fr/train-00000-of-00001.parquet at 81674d2c6d6073c822d131b2627b192fdca2c291, a commit of the
-# Parquet conversion; whether it holds the other seven pairs was not checked, so it is not used.)
-OPUS_REVISION = "main"
+# The commit of the hub repository OPUS-100 is downloaded from, so that every run reads the same
+# shards ($TAGLLM_OPUS100_REVISION overrides it: another commit, or a branch such as "main", which
+# each download resolves to the commit it names then). Each download records the commit and each
+# shard's SHA-256 in opus100_<pair>/train.parquet.source.json. This commit comes after the
+# repository's conversion to Parquet (early 2024: one commit per pair, in alphabetical order, each
+# adding <pair>/{train,validation,test}-*.parquet), and it is the revision that MTEB and other
+# evaluation suites pin for OPUS-100. It was chosen offline, from those public references, not by
+# listing its tree: the first download checks that each pair has train shards there and fails
+# naming the pair and the commit if not. 81674d2c6d6073c822d131b2627b192fdca2c291 ("Add en-yo data
+# files", whose en-fr folder the hub shows with train-00000-of-00001.parquet) is the fallback.
+OPUS_REVISION = "805090dc28bf78897da9641cdf08b61287580df9"
 COMMIT = re.compile(r"[0-9a-f]{40}")
 # Largest file extracted from a benchmark-group archive (a zip bomb stops here, not at a full disk).
 MAX_MEMBER_BYTES = 16 << 30
@@ -395,7 +399,8 @@ def opus_shards(pair: str, revision: str, mirror: str = "", retries: int = 3
                     and str(entry.get("path", "")).startswith(f"{pair}/train-")
                     and str(entry["path"]).endswith(".parquet"))
     if not shards:
-        raise DownloadError(f"{OPUS_REPO} has no train shards for {pair} at commit {commit}")
+        raise DownloadError(f"{OPUS_REPO} has no train shards for {pair} at commit {commit}; "
+                            "set $TAGLLM_OPUS100_REVISION to a commit that has them (or to main)")
     return commit, shards
 
 
