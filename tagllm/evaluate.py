@@ -18,7 +18,7 @@ from tagllm.batching import collate, length_grouped_batches, splice_tags
 from tagllm.generate import decode_texts, greedy_decode, stop_token_ids
 from tagllm.heads import RegressionHead
 from tagllm.methods import Method, get_method, parse_label
-from tagllm.objectives import PrefixStore, regression_hidden
+from tagllm.objectives import PrefixStore, reference_nll, regression_hidden
 from tagllm.scoring import scored_rows, training_labels, write_regression, write_translation
 from tagllm.tags import TAGS_META, TagTable
 from tagllm.tasks import LANGUAGE_NAMES, Task, as_task, task_of_metrics
@@ -45,6 +45,12 @@ def direct_translation_template(tokenizer, src_lang: str, tgt_lang: str) -> str:
     # The prompt encoder adds BOS itself where the tokenizer does.
     return text[len(bos):] if bos and text.startswith(bos) and \
         tokenizer("", add_special_tokens=True).input_ids else text
+
+
+def direct_translation_target(tokenizer, task: Task, row: dict) -> str:
+    """The reference as the untrained model's answer to `direct_translation_template`: the reply
+    itself in the chat format (the encoder ends it with the end token), else as Tag-LLM's."""
+    return str(row[task.label]) if getattr(tokenizer, "chat_template", None) else task.target(row)
 LABEL_TOKENS = 12  # decoded label: "-12.34" and an end token fit easily
 
 
@@ -107,6 +113,20 @@ class Predictor:
             for index, value in zip(indices, values.tolist(), strict=True):
                 predictions[index] = value
         return predictions
+
+    @torch.no_grad()
+    def reference_nll(self, examples, batch_size: int) -> list[float]:
+        """Summed NLL (nats) of each example's target (the reference answer), teacher-forced after
+        its prompt, in the order of `examples`; NaN for adapter runs."""
+        if self.adapter is not None:
+            return [math.nan] * len(examples)
+        nll = [0.0] * len(examples)
+        for indices in length_grouped_batches([len(e) for e in examples], batch_size, None):
+            with self.base.inference_autocast():
+                values = reference_nll(self.base, self.tags, [examples[i] for i in indices])
+            for index, value in zip(indices, values.tolist(), strict=True):
+                nll[index] = value
+        return nll
 
     @torch.no_grad()
     def generate(self, examples, batch_size: int, max_new_tokens: int,
@@ -191,17 +211,21 @@ def _evaluate(base: Base, store: PrefixStore, run_dir: str | Path | None, spec: 
     rows = frame.to_dict("records")
     run = name or task.name
     if task.kind == "generation":
+        encoder = base.encoder(predictor.tags, task.char_fields)
         if method.name == "direct_prompting":
             texts = [direct_translation_template(base.tokenizer, r["src_lang"], r["tgt_lang"])
                      for r in rows]
-            encoder = base.encoder(predictor.tags, task.char_fields)
             examples = [encoder.encode(t, r) for t, r in zip(texts, rows, strict=True)]
+            references = [encoder.encode(t, r, direct_translation_target(base.tokenizer, task, r))
+                          for t, r in zip(texts, rows, strict=True)]
         else:
-            examples = encode_examples(method, task, base.encoder(predictor.tags, task.char_fields),
-                                       rows, train=False)
+            examples = encode_examples(method, task, encoder, rows, train=False)
+            references = encode_examples(method, task, encoder, rows, train=True)
         hypotheses = predictor.generate(examples, batch_size, max_new_tokens, stop_at_newline=True)
         return write_translation(frame, hypotheses, task, run, method.name, base.info.model_id,
-                                 out_dir, precision=base.precision.to_json())
+                                 out_dir, reference_nll=predictor.reference_nll(references,
+                                                                                batch_size),
+                                 precision=base.precision.to_json())
     examples = encode_examples(method, task, base.encoder(predictor.tags, task.char_fields), rows,
                                train=False)
     if predictor.head is not None:

@@ -23,7 +23,7 @@ from tagllm.prefix_store import PrefixCache, PrefixStore, prefix_keys
 from tagllm.prompts import Encoded
 
 __all__ = ["PrefixStore", "batched_features", "generation_loss", "lm_loss", "readout_features",
-           "regression_hidden", "target_loss"]
+           "reference_nll", "regression_hidden", "target_loss", "target_nll"]
 
 
 def _hidden(base, tags, examples: list[Encoded], store: PrefixStore | None, side: str,
@@ -81,16 +81,33 @@ def readout_features(base, tags, examples: list[Encoded], batches: list[list[int
                             examples, batches, base.info.hidden_size)
 
 
-def target_loss(base, hidden: torch.Tensor, batch: Batch, starts: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of every real token at or after `starts` (per example, in `batch` coordinates),
-    each predicted from the position before it. Logits only at those positions."""
-    positions = torch.arange(batch.input_ids.shape[1], device=hidden.device)
+def _target_mask(batch: Batch, starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(is_target, predicts): real tokens at or after `starts` (per example, in `batch`
+    coordinates), and the positions before them, whose logits predict them. (B, T) each"""
+    positions = torch.arange(batch.input_ids.shape[1], device=starts.device)
     is_target = (positions.unsqueeze(0) >= starts.unsqueeze(1)) & batch.attention_mask.bool()
     is_target[:, 0] = False  # nothing predicts the first position
     predicts = torch.zeros_like(is_target)
     predicts[:, :-1] = is_target[:, 1:]
+    return is_target, predicts
+
+
+def target_loss(base, hidden: torch.Tensor, batch: Batch, starts: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of every real token at or after `starts` (per example, in `batch` coordinates),
+    each predicted from the position before it. Logits only at those positions."""
+    is_target, predicts = _target_mask(batch, starts)
     logits = base.model.get_output_embeddings()(hidden[predicts])  # (N, V)
     return F.cross_entropy(logits.float(), batch.input_ids[is_target])
+
+
+def target_nll(base, hidden: torch.Tensor, batch: Batch, starts: torch.Tensor) -> torch.Tensor:
+    """Summed negative log-likelihood of each example's tokens at or after `starts`. (B,)"""
+    is_target, predicts = _target_mask(batch, starts)
+    logits = base.model.get_output_embeddings()(hidden[predicts])  # (N, V)
+    token_nll = F.cross_entropy(logits.float(), batch.input_ids[is_target], reduction="none")
+    example = torch.arange(len(starts), device=starts.device).unsqueeze(1).expand_as(is_target)
+    return torch.zeros(len(starts), device=starts.device).index_add_(0, example[is_target],
+                                                                     token_nll)
 
 
 def generation_loss(base, tags, examples: list[Encoded], store: PrefixStore | None
@@ -99,6 +116,15 @@ def generation_loss(base, tags, examples: list[Encoded], store: PrefixStore | No
     hidden, batch, rows = _hidden(base, tags, examples, store, "right")
     starts = torch.tensor([e.target_start for e in rows], device=hidden.device) + batch.offsets
     return target_loss(base, hidden, batch, starts)
+
+
+@torch.no_grad()
+def reference_nll(base, tags, examples: list[Encoded]) -> torch.Tensor:
+    """Summed negative log-likelihood of each example's target text (a reference answer, scored
+    teacher-forced after its prompt), in nats. (B,)"""
+    hidden, batch, rows = _hidden(base, tags, examples, None, "right")
+    starts = torch.tensor([e.target_start for e in rows], device=hidden.device) + batch.offsets
+    return target_nll(base, hidden, batch, starts)
 
 
 def lm_loss(base, tags, examples: list[Encoded]) -> torch.Tensor:

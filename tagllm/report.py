@@ -42,6 +42,9 @@ TABLE1_PAPER = {
     "M2M": [42.0, 37.2, 27.1, 27.5, 32.6, 35.8, 34.4, 28.6, 28.1, 26.9],
     "GPT-3": [36.1, 42.8, 11.2, 28.1, 25.9, 40.4, None, None, None, None],
 }
+# A translation's scores: corpus BLEU/chrF of greedy decoding, the share of non-empty answers, and
+# the reference's teacher-forced NLL per character (model methods; lower is better).
+TRANSLATION_METRICS = ("spbleu", "bleu", "chrf", "nonempty", "reference_nll")
 ZERO_SHOT = {"it-fr": "unseen pair", "fr-it": "unseen pair", "es-pt": "unseen languages",
              "pt-es": "unseen languages"}
 TABLE2_METHODS = ["nearest_neighbour", "linear_probe", "prompt_tuning", "lora", "tagllm",
@@ -109,8 +112,8 @@ def long_rows(evaluations: list[dict]) -> pd.DataFrame:
                 paper = None
                 if builtin and method in TABLE1_PAPER and direction in DIRECTIONS:
                     paper = TABLE1_PAPER[method][DIRECTIONS.index(direction)]
-                for metric in ("spbleu", "bleu", "chrf", "nonempty"):
-                    if metric in scores:  # `nonempty` is newer than some metrics files
+                for metric in TRANSLATION_METRICS:
+                    if metric in scores:  # `nonempty`, `reference_nll` are newer than some files
                         records.append({**key, "direction": direction, "metric": metric,
                                         "value": _number(scores[metric]),
                                         "paper_value": paper if metric == "spbleu" else None,
@@ -118,7 +121,7 @@ def long_rows(evaluations: list[dict]) -> pd.DataFrame:
             continue
         paper = paper_value(method, task.name) if builtin else \
             task.paper_value if method == "tagllm" else None
-        scored = ("spbleu", "bleu", "chrf", "nonempty") if "directions" in metrics else \
+        scored = TRANSLATION_METRICS if "directions" in metrics else \
             ("mse", "mae", "pearson")  # a generation task scored as a whole: pooled scores
         for metric in dict.fromkeys([task.metric, *scored]):
             if metric in metrics:
@@ -256,6 +259,9 @@ def table_translation(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
                                           ("copy_source", "copy source"))}
             ours["Tag-LLM non-empty (ours)"] = _lookup(translate, run, "tagllm", "nonempty",
                                                        direction)
+            for method, label in (("tagllm", "Tag-LLM"), ("direct_prompting", "direct prompting")):
+                ours[f"{label} reference nats/char (ours)"] = _lookup(
+                    translate, run, method, "reference_nll", direction)
             rows.append({
                 **({"run": run} if len(runs) > 1 else {}),  # one run: the directions say it all
                 "direction": direction.upper(),
@@ -268,7 +274,10 @@ def table_translation(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
             })
     note = "" if has_spbleu else (
         "spBLEU needs sacreBLEU's flores101 SentencePiece model, which was not present (offline): "
-        "our columns are BLEU (13a tokenizer) instead, so they are not directly comparable.")
+        "our columns are BLEU (13a tokenizer) instead, so they are not directly comparable. ")
+    note += ("Reference nats/char: the reference translation scored teacher-forced after each "
+             "method's prompt, in nats per character (lower is better; independent of what "
+             "greedy decoding picks).")
     return pd.DataFrame(rows), note
 
 
@@ -433,7 +442,9 @@ def build_tables(metric_files: list[str | Path], run_files: list[str | Path],
     _write_table(out_dir, "table4_ablation", title, setting, ablation, long, note)
     params = table_params(runs, tag_length)
     _write_table(out_dir, "table6_params", "Table 6: trainable parameters", setting, params,
-                 params)
+                 params, "Measured counts include the regression head's bias (+1) where the head "
+                 "has one (started from the closed-form probe or refit; the paper's head is "
+                 "bias-free, as the formulas are).")
     return frame
 
 

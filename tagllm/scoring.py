@@ -96,24 +96,40 @@ def write_regression(frame: pd.DataFrame, predicted: list[float], task: Task, ru
 
 
 def write_translation(frame: pd.DataFrame, hypotheses: list[str], task: Task, run: str,
-                      method: str, model_id: str, out_dir: str | Path, **extra) -> dict:
+                      method: str, model_id: str, out_dir: str | Path,
+                      reference_nll: list[float] | None = None, **extra) -> dict:
     """sacreBLEU scores of decoded texts against the task's label column, per group (translation:
-    per direction, keyed `src-tgt`) and all groups pooled."""
+    per direction, keyed `src-tgt`) and all groups pooled. With `reference_nll` (each row's
+    reference scored teacher-forced by the model, nats), also `reference_nll`: nats per character
+    of the reference, which does not depend on what greedy decoding happened to pick."""
     out_dir = Path(out_dir)
     result = frame.assign(hypothesis=hypotheses)
+    if reference_nll is not None:
+        result = result.assign(reference_nll=reference_nll)
+
+    def scores(part: pd.DataFrame) -> dict:
+        found = translation_metrics(part["hypothesis"].tolist(), part[task.label].tolist())
+        if reference_nll is not None:
+            found["reference_nll"] = nll_per_char(part["reference_nll"], part[task.label])
+        return found
+
     directions = {}
     for values, group in (result.groupby(list(task.group_by), sort=True) if task.group_by
                           else ()):
         key = "-".join(str(v) for v in (values if isinstance(values, tuple) else (values,)))
-        directions[key] = translation_metrics(group["hypothesis"].tolist(),
-                                              group[task.label].tolist())
+        directions[key] = scores(group)
     metrics = {"task": task.name, "task_spec": task.to_json(), "metric": task.metric, "run": run,
                "method": method, "base_model": model_id, "directions": directions,
-               **translation_metrics(result["hypothesis"].tolist(), result[task.label].tolist()),
-               **extra}
+               **scores(result), **extra}
     write_parquet(out_dir / "predictions.parquet", result)
     write_json(out_dir / "metrics.json", metrics)
     return metrics
+
+
+def nll_per_char(nll: pd.Series, references: pd.Series) -> float:
+    """Total NLL over total reference characters (nats per character): comparable across prompts
+    and tokenisations of the same references."""
+    return float(nll.sum() / references.astype(str).str.len().sum())
 
 
 def nearest_neighbour_labels(train_items: list[str], train_labels: list[float],

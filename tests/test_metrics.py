@@ -66,3 +66,23 @@ def test_spbleu_with_a_sentencepiece_model_in_place(monkeypatch, tmp_path):
     assert model.is_file()  # the trainer wrote <prefix>.model, the name sacreBLEU looks for
     scores = translation_metrics(["the cat sat on the mat"], ["the cat sat on the mat"])
     assert scores["spbleu"] == pytest.approx(100.0) and "tok:flores101" in scores["spbleu_signature"]
+
+
+def test_reference_nll_is_nats_per_reference_character_per_direction(tmp_path):
+    import pandas as pd
+
+    from tagllm.scoring import write_translation
+    from tagllm.tasks import as_task
+
+    frame = pd.DataFrame({"src_lang": ["en", "en", "fr"], "tgt_lang": ["fr", "fr", "en"],
+                          "src": ["a", "b", "c"], "tgt": ["abcd", "ef", "ghij"]})
+    metrics = write_translation(frame, ["x", "y", "z"], as_task("translate"), "translate",
+                                "tagllm", "m", tmp_path, reference_nll=[2.0, 4.0, 1.0])
+    assert metrics["directions"]["en-fr"]["reference_nll"] == pytest.approx(6.0 / 6)
+    assert metrics["directions"]["fr-en"]["reference_nll"] == pytest.approx(1.0 / 4)
+    assert metrics["reference_nll"] == pytest.approx(7.0 / 10)
+    assert pd.read_parquet(tmp_path / "predictions.parquet")["reference_nll"].tolist() == \
+        [2.0, 4.0, 1.0]
+    # Without a model (copying the source) there is none.
+    assert "reference_nll" not in write_translation(frame, ["x", "y", "z"], as_task("translate"),
+                                                    "translate", "copy_source", "m", tmp_path)

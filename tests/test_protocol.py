@@ -189,3 +189,26 @@ def test_torchrun_with_two_processes_on_gloo_equals_one_with_two_accumulated_bat
     head_a = load_file(str(tmp_path / "one" / "head.safetensors"))["weight"]
     assert torch.allclose(head_a, load_file(str(tmp_path / "two" / "head.safetensors"))["weight"],
                           atol=1e-5) and head_a.abs().sum() > 0  # trained from zeros
+
+
+def test_reference_nll_sums_what_the_generation_loss_averages(tiny_base):
+    """Each example's reference NLL is its own (batched with longer rows or alone), and their
+    sum over the target tokens is the training loss on the same examples."""
+    from tagllm.objectives import generation_loss, reference_nll
+    from tagllm.tags import TagTable
+
+    tags = TagTable(tiny_base.info)
+    for name in ("EN", "FR", "Translate"):
+        tags.add_new(name, "domain", 1, 2, tiny_base.embeddings(), run="t")
+    encoder = tiny_base.encoder(tags, frozenset())
+    examples = [encoder.encode("<EN> {src} <FR> <Translate>", {"src": s}, target=t)
+                for s, t in (("hi", " salut a tous"), ("good morning all", " bonjour"),
+                             ("a", " b"))]
+    batched = reference_nll(tiny_base, tags, examples)
+    alone = torch.cat([reference_nll(tiny_base, tags, [e]) for e in examples])
+    assert torch.allclose(batched, alone, rtol=1e-5)
+    targets = sum(len(e) - e.target_start for e in examples)
+    with torch.no_grad():
+        mean = generation_loss(tiny_base, tags, examples, None).item()
+    assert batched.sum().item() / targets == pytest.approx(mean, rel=1e-5)
+    assert (batched > 0).all()

@@ -18,7 +18,10 @@ def regression(method, run, task, mse, mae=None, pearson=0.5):
 
 
 def translation(method, scores):
-    directions = {d: {"spbleu": math.nan, "bleu": b, "chrf": b + 1, "n": 2, "nonempty": 0.5}
+    # A model's reference NLL per character (copying the source has no model to score it).
+    nll = {"tagllm": {"reference_nll": 1.25}, "direct_prompting": {"reference_nll": 1.5}}
+    directions = {d: {"spbleu": math.nan, "bleu": b, "chrf": b + 1, "n": 2, "nonempty": 0.5,
+                      **nll.get(method, {})}
                   for d, b in scores.items()}
     return {"task": "translate", "run": "translate", "method": method, "base_model": "m",
             "directions": directions, "spbleu": math.nan, "bleu": 1.0, "chrf": 2.0, "n": 4}
@@ -95,9 +98,13 @@ def test_every_table_is_written_with_the_paper_beside_ours(files, tmp_path):
         assert "Setting: tiny model" in (out / f"{name}.md").read_text(), name
     table1 = (out / "table1_translation.md").read_text()
     assert "BLEU (13a tokenizer) instead" in table1  # spBLEU absent: said, not hidden
-    # BLEU of Tag-LLM, direct prompting and the copied source, then their chrF, then the paper.
-    assert "| EN-FR | seen | 10 | 4 | 2 | 11 | 5 | 3 | 0.5 | 40.5 | 42 | 36.1 |" in table1
-    assert "| ES-PT | unseen languages | 3 | 1 | 0.5 | 4 | 2 | 1.5 | 0.5 | 24.6 | 28.1 | - |" in table1
+    # BLEU of Tag-LLM, direct prompting and the copied source, then their chrF, Tag-LLM's
+    # non-empty share, the two models' reference NLL per character, then the paper.
+    assert "| EN-FR | seen | 10 | 4 | 2 | 11 | 5 | 3 | 0.5 | 1.25 | 1.5 | 40.5 | 42 | 36.1 |" \
+        in table1
+    assert "| ES-PT | unseen languages | 3 | 1 | 0.5 | 4 | 2 | 1.5 | 0.5 | 1.25 | 1.5 | 24.6 | " \
+        "28.1 | - |" in table1
+    assert "Reference nats/char" in table1
     assert "copy source chrf (ours)" in table1
     table2 = (out / "table2_tasks.md").read_text()
     # The caption says what each trained row was trained on.
@@ -255,7 +262,7 @@ def test_table1_lists_directions_beyond_the_papers(tmp_path):
     rows = [line for line in table1.splitlines() if line.startswith("| EN-")]
     assert [row.split(" | ")[0] for row in rows] == ["| EN-FR", "| EN-ES"]
     # Tag-LLM's BLEU 7, direct prompting absent, copy source 2, then chrF; no paper values.
-    assert rows[1] == "| EN-ES | - | 7 | - | 2 | 8 | - | 3 | 0.5 | - | - | - |"
+    assert rows[1] == "| EN-ES | - | 7 | - | 2 | 8 | - | 3 | 0.5 | 1.25 | - | - | - | - |"
 
 
 def test_table4_says_when_no_ablations_ran(tmp_path):
