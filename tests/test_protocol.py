@@ -74,6 +74,11 @@ def test_translate_trains_on_target_text_with_language_tags(tiny_model_dir, tmp_
     assert metrics["trainable_parameters"] == 4 * 32  # <Translate> only: no head
     assert not (tmp_path / "run" / "head.safetensors").exists()
     assert metrics["loss_curve"][-1]["loss"] < metrics["loss_curve"][0]["loss"]
+    # The second epoch reads the prefixes the first kept; one epoch keeps none (nothing rereads).
+    assert metrics["prefix_cache"]["kept_bytes"] > 0 and metrics["prefix_cache"]["reused_examples"]
+    once = train_function_tag(tiny_model_dir, "translate", translation_data(tmp_path), lang_dirs,
+                              tmp_path / "once", 4, TrainConfig(**{**FAST, "epochs": 1}))
+    assert once["prefix_cache"]["kept_bytes"] == 0 and once["prefix_cache"]["prefix_forwards"]
 
 
 @pytest.mark.parametrize("min_shared_saving", [0, 10**6])  # "<EN>" run once for the batch, or not
