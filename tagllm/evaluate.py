@@ -51,6 +51,8 @@ def direct_translation_target(tokenizer, task: Task, row: dict) -> str:
     """The reference as the untrained model's answer to `direct_translation_template`: the reply
     itself in the chat format (the encoder ends it with the end token), else as Tag-LLM's."""
     return str(row[task.label]) if getattr(tokenizer, "chat_template", None) else task.target(row)
+
+
 LABEL_TOKENS = 12  # decoded label: "-12.34" and an end token fit easily
 
 
