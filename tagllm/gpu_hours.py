@@ -215,8 +215,10 @@ def build_jobs(f: Mapping[str, float]) -> list[Job]:
 
     def eval_job(group: str, task: str, pr: Prompt, digits: bool = False) -> Job:
         rows = translate_test if task == "translate" else test_rows[task]
-        if task == "translate":  # prefill the prompt, then decode the translation
-            fwd, decode = pr.prefix + pr.function, steps(rows, f["new_tokens_translate"])
+        if task == "translate":  # prefill the prompt and decode the translation; then the
+            # prompt with the reference, teacher-forced (its NLL)
+            fwd = 2 * (pr.prefix + pr.function) + pr.target
+            decode = steps(rows, f["new_tokens_translate"])
         else:
             fwd, decode = pr.prefix + pr.function, steps(rows, f["label_tokens"]) if digits else 0
         return Job("eval", group, task, rows, 1, fwd, 0, "2N" + (" + decode" if decode else ""),

@@ -277,7 +277,9 @@ def table_translation(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
         "our columns are BLEU (13a tokenizer) instead, so they are not directly comparable. ")
     note += ("Reference nats/char: the reference translation scored teacher-forced after each "
              "method's prompt, in nats per character (lower is better; independent of what "
-             "greedy decoding picks).")
+             "greedy decoding picks). Each method is charged for the answer as it ends it: "
+             "Tag-LLM for the line break and end token it is trained to give, direct prompting "
+             "in a chat format for the end token only.")
     return pd.DataFrame(rows), note
 
 
@@ -443,8 +445,8 @@ def build_tables(metric_files: list[str | Path], run_files: list[str | Path],
     params = table_params(runs, tag_length)
     _write_table(out_dir, "table6_params", "Table 6: trainable parameters", setting, params,
                  params, "Measured counts include the regression head's bias (+1) where the head "
-                 "has one (started from the closed-form probe or refit; the paper's head is "
-                 "bias-free, as the formulas are).")
+                 "has one (started from the closed-form probe, refit, or `head_bias`; the paper's "
+                 "head is bias-free, as the formulas are).")
     return frame
 
 

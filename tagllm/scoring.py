@@ -128,8 +128,8 @@ def write_translation(frame: pd.DataFrame, hypotheses: list[str], task: Task, ru
 
 def nll_per_char(nll: pd.Series, references: pd.Series) -> float:
     """Total NLL over total reference characters (nats per character): comparable across prompts
-    and tokenisations of the same references."""
-    return float(nll.sum() / references.astype(str).str.len().sum())
+    and tokenisations of the same references. NaN if any row has none."""
+    return float(nll.sum(skipna=False) / references.astype(str).str.len().sum())
 
 
 def nearest_neighbour_labels(train_items: list[str], train_labels: list[float],

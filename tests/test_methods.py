@@ -347,6 +347,19 @@ class _ChatTokenizer:
         return type("Encoding", (), {"input_ids": [1] if self.adds_bos else []})
 
 
+def test_direct_translation_reference_is_the_reply_in_the_chat_format():
+    from tagllm.evaluate import direct_translation_target
+    from tagllm.tasks import as_task
+
+    row = {"src_lang": "en", "tgt_lang": "fr", "src": "Hello", "tgt": "Bonjour"}
+    task = as_task("translate")
+    # The chat reply itself (the encoder ends it with the end token); without a chat format,
+    # the answer as Tag-LLM is trained to give it after "Output:".
+    assert direct_translation_target(_ChatTokenizer(True, adds_bos=False), task, row) == "Bonjour"
+    assert direct_translation_target(_ChatTokenizer(False, adds_bos=True), task, row) == \
+        " Bonjour\n" == task.target(row)
+
+
 def test_direct_translation_asks_an_instruct_model_in_its_chat_format():
     from tagllm.evaluate import DIRECT_TRANSLATION, direct_translation_template
 

@@ -83,6 +83,10 @@ def test_reference_nll_is_nats_per_reference_character_per_direction(tmp_path):
     assert metrics["reference_nll"] == pytest.approx(7.0 / 10)
     assert pd.read_parquet(tmp_path / "predictions.parquet")["reference_nll"].tolist() == \
         [2.0, 4.0, 1.0]
+    # A row without one leaves the direction without one (not a sum that skipped it).
+    assert math.isnan(write_translation(frame, ["x", "y", "z"], as_task("translate"), "translate",
+                                        "tagllm", "m", tmp_path, reference_nll=[2.0, math.nan, 1.0]
+                                        )["directions"]["en-fr"]["reference_nll"])
     # Without a model (copying the source) there is none.
     assert "reference_nll" not in write_translation(frame, ["x", "y", "z"], as_task("translate"),
                                                     "translate", "copy_source", "m", tmp_path)

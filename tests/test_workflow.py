@@ -135,6 +135,10 @@ def test_tiny_end_to_end_run(tmp_path):
     assert probe["examples"] == probe["probe"]["rows"] > 8  # every row, not baselines.train's 8
     assert {"qed", "descriptor", "dc_synthetic", "ba_synthetic", "translate"} <= set(summary.run)
     assert {"en-fr", "es-pt"} <= set(summary.direction.dropna())
+    # Both model methods score the reference translations teacher-forced; copying cannot.
+    nll = summary[(summary.run == "translate") & (summary.metric == "reference_nll")]
+    assert set(nll.method) == {"tagllm", "direct_prompting"}
+    assert nll.value.notna().all() and (nll.value > 0).all()
     assert set(summary[summary.run == "dc_synthetic"].task) == {"dc"}
     headline = summary[(summary.method == "tagllm") & (summary.run == "qed") &
                        (summary.metric == "mse")]
