@@ -117,11 +117,12 @@ class Predictor:
         return predictions
 
     @torch.no_grad()
-    def reference_nll(self, examples, batch_size: int) -> list[float]:
+    def reference_nll(self, examples, batch_size: int) -> list[float] | None:
         """Summed NLL (nats) of each example's target (the reference answer), teacher-forced after
-        its prompt, in the order of `examples` (runs without an adapter)."""
+        its prompt, in the order of `examples`; None for an adapter run (an adapter changes the
+        model itself: not scored teacher-forced yet)."""
         if self.adapter is not None:
-            raise ValueError("reference NLL is scored on the base model with tags, not an adapter")
+            return None
         nll = [0.0] * len(examples)
         for indices in length_grouped_batches([len(e) for e in examples], batch_size, None):
             with self.base.inference_autocast():
@@ -224,10 +225,10 @@ def _evaluate(base: Base, store: PrefixStore, run_dir: str | Path | None, spec: 
             examples = encode_examples(method, task, encoder, rows, train=False)
             references = encode_examples(method, task, encoder, rows, train=True)
         hypotheses = predictor.generate(examples, batch_size, max_new_tokens, stop_at_newline=True)
-        # An adapter changes the model itself: its runs are not scored teacher-forced (yet).
-        nll = predictor.reference_nll(references, batch_size) if predictor.adapter is None else None
         return write_translation(frame, hypotheses, task, run, method.name, base.info.model_id,
-                                 out_dir, reference_nll=nll, precision=base.precision.to_json())
+                                 out_dir, reference_nll=predictor.reference_nll(references,
+                                                                                batch_size),
+                                 precision=base.precision.to_json())
     examples = encode_examples(method, task, base.encoder(predictor.tags, task.char_fields), rows,
                                train=False)
     if predictor.head is not None:

@@ -81,30 +81,30 @@ def readout_features(base, tags, examples: list[Encoded], batches: list[list[int
                             examples, batches, base.info.hidden_size)
 
 
-def _target_mask(batch: Batch, starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(is_target, predicts): real tokens at or after `starts` (per example, in `batch`
-    coordinates), and the positions before them, whose logits predict them. (B, T) each"""
-    positions = torch.arange(batch.input_ids.shape[1], device=starts.device)
+def _target_logits(base, hidden: torch.Tensor, batch: Batch, starts: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(logits (N, V), target ids (N,), is_target (B, T)) for every real token at or after
+    `starts` (per example, in `batch` coordinates), each predicted from the position before it.
+    Logits only at those positions."""
+    positions = torch.arange(batch.input_ids.shape[1], device=hidden.device)
     is_target = (positions.unsqueeze(0) >= starts.unsqueeze(1)) & batch.attention_mask.bool()
     is_target[:, 0] = False  # nothing predicts the first position
     predicts = torch.zeros_like(is_target)
     predicts[:, :-1] = is_target[:, 1:]
-    return is_target, predicts
+    logits = base.model.get_output_embeddings()(hidden[predicts])  # (N, V)
+    return logits.float(), batch.input_ids[is_target], is_target
 
 
 def target_loss(base, hidden: torch.Tensor, batch: Batch, starts: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of every real token at or after `starts` (per example, in `batch` coordinates),
-    each predicted from the position before it. Logits only at those positions."""
-    is_target, predicts = _target_mask(batch, starts)
-    logits = base.model.get_output_embeddings()(hidden[predicts])  # (N, V)
-    return F.cross_entropy(logits.float(), batch.input_ids[is_target])
+    """Mean cross-entropy of every real token at or after `starts` (see `_target_logits`)."""
+    logits, targets, _ = _target_logits(base, hidden, batch, starts)
+    return F.cross_entropy(logits, targets)
 
 
 def target_nll(base, hidden: torch.Tensor, batch: Batch, starts: torch.Tensor) -> torch.Tensor:
     """Summed negative log-likelihood of each example's tokens at or after `starts`. (B,)"""
-    is_target, predicts = _target_mask(batch, starts)
-    logits = base.model.get_output_embeddings()(hidden[predicts])  # (N, V)
-    token_nll = F.cross_entropy(logits.float(), batch.input_ids[is_target], reduction="none")
+    logits, targets, is_target = _target_logits(base, hidden, batch, starts)
+    token_nll = F.cross_entropy(logits, targets, reduction="none")  # (N,)
     example = torch.arange(len(starts), device=starts.device).unsqueeze(1).expand_as(is_target)
     return torch.zeros(len(starts), device=starts.device).index_add_(0, example[is_target],
                                                                      token_nll)

@@ -306,15 +306,15 @@ def train_function_tags(model_dir: str | Path, task: Task | str, data_path: str 
     distributed.setup()
     base = Base.load(model_dir, dtype, device, char_level, cpu_bf16_inference)
     base.resume_precision([out_dir for _, out_dir in runs])
-    # A prefix is kept only where it is read again: by another run, another epoch, or the head's
-    # probe start and refit (one epoch of Translate on 1,152 pairs would hold ~2 GB for nothing).
-    rereads = len(runs) > 1 or any(c.epochs > 1 or c.head_init == "probe" or c.head_refit
-                                   for c in configs)
-    store = PrefixStore(config.cache_budget_mb * 2**20 if rereads else 0) \
-        if config.cache_prefix else None
     # Several runs: each keeps its final checkpoint until all are done, so that a rerun after a
     # kill skips the finished ones (the workflow deletes a failed job's outputs, not checkpoints).
     several = len(runs) > 1
+    # A prefix is kept only where it is read again: by another run, another epoch, or the head's
+    # probe start and refit (one epoch of Translate on 1,152 pairs would hold ~2 GB for nothing).
+    rereads = several or any(c.epochs > 1 or c.head_init == "probe" or c.head_refit
+                             for c in configs)
+    store = PrefixStore(config.cache_budget_mb * 2**20 if rereads else 0) \
+        if config.cache_prefix else None
     # Runs that start from the same tags on the same rows (the seeds of one run) have the same
     # features for their probe start: computed once.
     start_features: dict[Hashable, torch.Tensor] = {}
