@@ -47,6 +47,9 @@ class Plan:
     headline_runs: list[str]
     extra_seeds: list[int]  # headline seeds beyond `seeds` (Tag-LLM on the headline runs)
     jobs: dict[tuple[str, str], dict]  # (method, run) -> training settings
+    # baselines.seeds beyond `seeds`: the rows trained at the baselines' budget (their PEFT rows
+    # and Tag-LLM beside them), whose few examples are drawn per seed.
+    budget_seeds: list[int] = field(default_factory=list)
 
     @property
     def regression_runs(self) -> list[str]:
@@ -65,13 +68,26 @@ class Plan:
 
     def job_seeds(self, method: str, run: str) -> list[int]:
         """Seeds a (method, run) is trained and scored with: `seeds`, plus the headline seeds for
-        Tag-LLM on the headline runs."""
+        Tag-LLM on the headline runs and baselines.seeds for the rows trained at the baselines'
+        budget."""
         if method == "tagllm" and run in self.headline_runs:
             return [*self.seeds, *self.extra_seeds]
+        if self.at_baselines_budget(method, run):
+            return [*self.seeds, *self.budget_seeds]
         return self.seeds
 
+    def at_baselines_budget(self, method: str, run: str) -> bool:
+        """Whether (method, run) is a trained baseline of baselines.runs or Tag-LLM beside them at
+        their budget; a linear probe is not (every row, in closed form: one seed is all it has)."""
+        baselines = self.section("baselines")
+        if run not in (baselines.get("runs") or []):
+            return False
+        return method == "tagllm_budget" or (method in (baselines.get("methods") or [])
+                                             and get_method(method).trainer != "probe")
+
     def stage1_seed(self, seed: int | str) -> int:
-        """The stage-1 seed a run of `seed` reads: its own, or the first for a headline-only one."""
+        """The stage-1 seed a run of `seed` reads: its own, or the first for a seed beyond `seeds`
+        (a headline seed or one of the baselines' budget)."""
         return int(seed) if int(seed) in self.seeds else self.seeds[0]
 
     @property
@@ -178,6 +194,9 @@ class Plan:
         source = self.config["model"].get("hub_id") or self.config["model"]["source"]
         extra = (f" (Tag-LLM on {', '.join(self.headline_runs)}: "
                  f"{[*self.seeds, *self.extra_seeds]})" if self.extra_seeds else "")
+        if self.budget_seeds:
+            extra += (f" (the rows at the baselines' budget: "
+                      f"{[*self.seeds, *self.budget_seeds]})")
         rows = (self.section("evaluate").get("max_test_rows") or 0) or "all"
         return (f"Base model {model} ({source}); data {', '.join(sorted(self.section('data')))} "
                 f"(see results/data/*/report.json; *_synthetic = synthetic scores); seeds "
@@ -210,7 +229,8 @@ def build_plan(config: Mapping[str, object]) -> Plan:
     seeds = list(config.get("seeds") or [0])
     headline = config.get("headline") or {}
     extra = [s for s in headline.get("seeds") or [] if s not in seeds]
-    plan = Plan(config, tasks, runs, seeds, list(headline.get("runs") or []), extra, {})
+    budget = [s for s in (config.get("baselines") or {}).get("seeds") or [] if s not in seeds]
+    plan = Plan(config, tasks, runs, seeds, list(headline.get("runs") or []), extra, {}, budget)
     plan.jobs.update(method_jobs(config, runs))
     return plan
 

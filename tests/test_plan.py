@@ -66,6 +66,21 @@ def test_full_cpu_preset_adds_tables_3_and_4_at_tagllm_budget():
     assert {"enriched", "no_function_tags"} <= set(plan.evaluated_together)
 
 
+def test_baselines_seeds_reach_every_row_at_their_budget_but_the_probes():
+    config = overlaid("presets/cpu_full.yaml")
+    config["baselines"]["seeds"] = [0, 1, 2]
+    plan = build_plan(config)
+    for method in ("tagllm_budget", "prompt_tuning", "lora", "lora_head", "prompt_tuning_text"):
+        assert plan.job_seeds(method, "qed") == [0, 1, 2], method
+    # A probe fits every row in closed form (nothing to draw), and the headline keeps its own.
+    assert plan.job_seeds("linear_probe", "qed") == plan.job_seeds("linear_probe_text", "qed") == [0]
+    assert plan.job_seeds("tagllm", "qed") == [0, 1, 2]
+    assert plan.job_seeds("no_head", "dc_synthetic") == [0]
+    assert plan.stage1_seed(2) == 0  # the extra seeds read the first seed's stage-1 tags
+    assert "results/eval/lora_head/qed/seed2/metrics.json" in plan.eval_metric_files()
+    assert "the rows at the baselines' budget: [0, 1, 2]" in plan.setting("m")
+
+
 def test_plan_of_an_own_task_keeps_run_and_task_apart():
     plan = build_plan(overlaid("presets/own_task.yaml", "examples/activity/config.yaml"))
     assert list(plan.runs) == ["activity"]
