@@ -27,12 +27,10 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 import yaml
 
-from tagllm.batching import collate
-from tagllm.forward import full_hidden
 from tagllm.loop import TrainConfig
+from tagllm.objectives import text_losses as held_out_losses
 from tagllm.precision import describe_cpu
 from tagllm.tags import TagTable, mean_embedding_init
 from tagllm.train import Base, _domain_examples, train_domain_tags
@@ -47,19 +45,9 @@ def parse_setting(text: str) -> dict:
     return setting
 
 
-@torch.no_grad()
 def text_losses(base: Base, tags: TagTable, tag: str, texts: list[str]) -> torch.Tensor:
     """Mean next-token loss of each text after `<tag>` (the stage-1 prompt). (N,)"""
-    examples = _domain_examples(base, tags, tag, texts)
-    batch = collate(examples, base.tokenizer.pad_token_id, "right").to(base.device)
-    hidden = full_hidden(base.model, tags.flat(), batch)  # (B, T, d)
-    logits = base.model.get_output_embeddings()(hidden[:, :-1]).float()  # (B, T-1, V)
-    targets = batch.input_ids[:, 1:]
-    positions = torch.arange(targets.shape[1], device=targets.device) + 1
-    starts = torch.tensor([e.readout + 1 for e in examples], device=targets.device)
-    scored = (positions.unsqueeze(0) >= starts.unsqueeze(1)) & batch.attention_mask[:, 1:].bool()
-    loss = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")  # (B, T-1)
-    return (loss * scored).sum(1) / scored.sum(1)
+    return held_out_losses(base, tags, _domain_examples(base, tags, tag, texts))
 
 
 def score(base: Base, tags: TagTable, languages: list[str], texts: dict[str, list[str]]) -> dict:

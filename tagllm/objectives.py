@@ -103,11 +103,18 @@ def target_loss(base, hidden: torch.Tensor, batch: Batch, starts: torch.Tensor) 
 
 def target_nll(base, hidden: torch.Tensor, batch: Batch, starts: torch.Tensor) -> torch.Tensor:
     """Summed negative log-likelihood of each example's tokens at or after `starts`. (B,)"""
+    return _summed_nll(base, hidden, batch, starts)[0]
+
+
+def _summed_nll(base, hidden: torch.Tensor, batch: Batch, starts: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(summed NLL, number of tokens scored) of each example's tokens at or after `starts`."""
     logits, targets, is_target = _target_logits(base, hidden, batch, starts)
     token_nll = F.cross_entropy(logits, targets, reduction="none")  # (N,)
     example = torch.arange(len(starts), device=starts.device).unsqueeze(1).expand_as(is_target)
-    return torch.zeros(len(starts), device=starts.device).index_add_(0, example[is_target],
-                                                                     token_nll)
+    summed = torch.zeros(len(starts), device=starts.device).index_add_(0, example[is_target],
+                                                                       token_nll)
+    return summed, is_target.sum(dim=1)
 
 
 def generation_loss(base, tags, examples: list[Encoded], store: PrefixStore | None
@@ -129,7 +136,19 @@ def reference_nll(base, tags, examples: list[Encoded]) -> torch.Tensor:
 
 def lm_loss(base, tags, examples: list[Encoded]) -> torch.Tensor:
     """Stage 1: next-token cross-entropy on the text after each example's (last) tag."""
+    return target_loss(base, *_after_tag(base, tags, examples))
+
+
+@torch.no_grad()
+def text_losses(base, tags, examples: list[Encoded]) -> torch.Tensor:
+    """Stage 1's loss of each example on its own: the mean next-token cross-entropy of the text
+    after its (last) tag, in nats per token (held-out texts score a domain tag). (B,)"""
+    summed, scored = _summed_nll(base, *_after_tag(base, tags, examples))
+    return summed / scored.clamp_min(1)
+
+
+def _after_tag(base, tags, examples: list[Encoded]) -> tuple[torch.Tensor, Batch, torch.Tensor]:
+    """(hidden states, batch, first scored position) of stage-1 examples, right-padded."""
     batch = collate(examples, base.tokenizer.pad_token_id, "right").to(base.device)
     hidden = full_hidden(base.model, tags.flat(), batch)  # (B, T, d)
-    starts = torch.tensor([e.readout + 1 for e in examples], device=base.device)
-    return target_loss(base, hidden, batch, starts)
+    return hidden, batch, torch.tensor([e.readout + 1 for e in examples], device=base.device)

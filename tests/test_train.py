@@ -219,3 +219,23 @@ def test_head_refit_is_the_closed_form_on_the_trained_features(stage1, tiny_mode
                           tmp_path / "eval", cpu_bf16_inference="false")
     assert scored["mse"] == pytest.approx(refit["train_mse"], rel=1e-3)
     assert RegressionHead.load(tmp_path / "run", _info(tiny_model_dir)).linear.bias is not None
+
+
+def test_held_out_text_loss_is_stage1_loss_one_text_at_a_time(tiny_base, stage1):
+    """`text_losses` scores each text on its own, padding aside: what `lm_loss` (stage 1's
+    objective) gives that text alone (bench/domain_tags.py ranks stage-1 settings by it)."""
+    from tagllm.objectives import lm_loss, text_losses
+    from tagllm.tags import TagTable
+    from tagllm.train import _domain_examples
+
+    stage1_dir, _ = stage1
+    tags = TagTable(tiny_base.info)
+    tags.load(stage1_dir, names=["SMILES"])
+    texts = ["CCO", "c1ccccc1C(=O)O", "CCN(CC)CC"]  # different lengths: padded in one batch
+    together = text_losses(tiny_base, tags, _domain_examples(tiny_base, tags, "SMILES", texts))
+    with torch.no_grad():
+        alone = [float(lm_loss(tiny_base, tags, _domain_examples(tiny_base, tags, "SMILES", [t])))
+                 for t in texts]
+    assert together.shape == (3,)
+    assert together.tolist() == pytest.approx(alone, rel=1e-5)
+    assert len(set(alone)) == 3

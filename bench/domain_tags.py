@@ -1,0 +1,114 @@
+"""How well does stage 1 learn a domain tag? Trains stage-1 tags of `config.yaml` (by default the
+ones that are not languages: `<SMILES>`, `<Protein>`) under several settings and scores each on
+held-out text by stage 1's own objective.
+
+    python bench/domain_tags.py [--results results] [--config config.yaml] [--tags SMILES Protein]
+                                [--settings "" lr=0.03,max_examples=96] [--texts 32]
+
+For each setting (overrides of each tag's stage-1 train block; "" is the block as it is), every
+tag is trained as stage 1 trains it (`tagllm.train.train_domain_tags`: one process, the model
+loaded once) into a temporary folder. Printed per tag and setting: the mean next-token loss of the
+first `--texts` rows of the tag's test split after `<tag>` (`tagllm.objectives.text_losses`, nats
+per token), its training loss, how far the tag moved from its initialisation (norm of the change
+over the init's norm) and the training seconds. The first row of each tag is the untrained
+initialisation (the paper's mean-embedding init): a setting that does not beat it has not taught
+the model anything about the domain. Reads what `make run` left under `results/` (the model and
+the prepared data); nothing under results/ changes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+import torch
+import yaml
+
+from tagllm.loop import TrainConfig
+from tagllm.objectives import text_losses
+from tagllm.precision import describe_cpu
+from tagllm.tags import TagTable, mean_embedding_init
+from tagllm.train import Base, _domain_examples, train_domain_tags
+
+LANGUAGE_KIND = "text"
+
+
+def parse_setting(text: str) -> dict:
+    """`lr=0.03,max_examples=96` -> {"lr": 0.03, "max_examples": 96}; "" -> {}."""
+    setting = {}
+    for item in filter(None, text.split(",")):
+        key, _, value = item.partition("=")
+        if not key or not value:
+            raise SystemExit(f"bad setting {item!r}: expected key=value")
+        setting[key] = yaml.safe_load(value)
+    return setting
+
+
+def held_out_loss(base: Base, tags: TagTable, tag: str, texts: list[str],
+                  batch_size: int = 8) -> float:
+    """Mean over texts of each text's next-token loss after `<tag>`."""
+    losses = []
+    for start in range(0, len(texts), batch_size):
+        examples = _domain_examples(base, tags, tag, texts[start:start + batch_size])
+        losses.append(text_losses(base, tags, examples))
+    return float(torch.cat(losses).mean())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", default="results")
+    parser.add_argument("--config", default="config.yaml")
+    parser.add_argument("--tags", nargs="+", help="stage-1 tags (default: all but languages)")
+    parser.add_argument("--settings", nargs="+", default=[""],
+                        help='overrides of each tag\'s train block, e.g. "" lr=0.03,max_examples=96')
+    parser.add_argument("--texts", type=int, default=32, help="held-out texts per tag")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    torch.set_num_threads(args.threads)
+    config = yaml.safe_load(Path(args.config).read_text())
+    results = Path(args.results)
+    model_dir = results / "models" / config["model"]["name"]
+    stage1 = config["stage1"]
+    names = args.tags or [name for name, entry in stage1.items()
+                          if config["data"][entry["dataset"]]["kind"] != LANGUAGE_KIND]
+    unknown = [name for name in names if name not in stage1]
+    if unknown:
+        raise SystemExit(f"not stage-1 tags of {args.config}: {', '.join(unknown)}")
+    settings = [parse_setting(text) for text in args.settings]
+    tag_length = int(config.get("tag_length", 10))
+    base = Base.load(model_dir, "float32", "cpu", True, False)
+    init = mean_embedding_init(base.embeddings().detach(), tag_length).cpu()
+    print(f"{describe_cpu()}; p = {tag_length}, {args.texts} held-out texts per tag, float32")
+    print(f"{'tag':8} {'setting':34} {'held-out':>8} {'train':>6} {'moved':>6} {'train s':>8}")
+    for name in names:
+        entry = stage1[name]
+        data = results / "data" / entry["dataset"]
+        texts = pd.read_parquet(data / "test.parquet")[entry["column"]].astype(str)
+        texts = texts.head(args.texts).tolist()
+        untrained = TagTable(base.info)
+        untrained.add_new(name, "domain", 1, tag_length, base.embeddings(), run="init")
+        print(f"{name:8} {'untrained init':34} {held_out_loss(base, untrained, name, texts):8.3f}")
+        for text, setting in zip(args.settings, settings, strict=True):
+            train_config = replace(TrainConfig(**entry.get("train", {})), **setting)
+            with tempfile.TemporaryDirectory() as tmp:
+                start = time.perf_counter()
+                metrics = train_domain_tags(model_dir, [(name, data / "train.parquet",
+                                                         entry["column"], Path(tmp))],
+                                            tag_length, train_config, cpu_bf16_inference=False)[0]
+                seconds = time.perf_counter() - start
+                trained = TagTable(base.info)
+                trained.load(tmp, names=[name])
+            shift = float((trained.tags[name].detach().cpu() - init).norm() / init.norm())
+            label = text or "config.yaml as it is"
+            print(f"{name:8} {label:34} {held_out_loss(base, trained, name, texts):8.3f} "
+                  f"{metrics['final_loss']:6.3f} {shift:6.3f} {seconds:8.1f}")
+
+
+if __name__ == "__main__":
+    main()

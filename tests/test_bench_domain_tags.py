@@ -1,0 +1,41 @@
+"""bench/domain_tags.py: settings parse into train-block overrides, and the held-out loss it prints
+is the mean of stage 1's per-text loss."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_domain_tags",
+                                                  ROOT / "bench" / "domain_tags.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_settings_parse_into_overrides(bench):
+    assert bench.parse_setting("lr=0.03,max_examples=96") == {"lr": 0.03, "max_examples": 96}
+    assert bench.parse_setting("") == {}
+    for bad in ("lr", "=3", "lr="):
+        with pytest.raises(SystemExit, match="key=value"):
+            bench.parse_setting(bad)
+
+
+def test_held_out_loss_is_the_mean_over_batches_of_texts(bench, tiny_base):
+    from tagllm.objectives import text_losses
+    from tagllm.tags import TagTable
+    from tagllm.train import _domain_examples
+
+    tags = TagTable(tiny_base.info)
+    tags.add_new("SMILES", "domain", 1, 4, tiny_base.embeddings(), run="init")
+    texts = ["CCO", "c1ccccc1C(=O)O", "CCN(CC)CC", "O=C=O", "C#N"]
+    each = text_losses(tiny_base, tags, _domain_examples(tiny_base, tags, "SMILES", texts))
+    assert bench.held_out_loss(tiny_base, tags, "SMILES", texts, batch_size=2) == \
+        pytest.approx(float(each.mean()), rel=1e-5)
