@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -43,6 +44,19 @@ def test_dry_run_lists_every_stage():
                  "train_tagllm_seeds", "evaluate_tagllm_seeds",
                  "plot_figures", "plot_predictions"):
         assert rule in listed, rule
+
+
+def test_table_caption_reaches_its_command_whole():
+    # cpu_full's caption names "the baselines' budget": an apostrophe inside single quotes once
+    # broke the build-tables command (exit 2, nothing in its log).
+    result = snakemake("-n", "-F", "-p", "--configfile", "presets/cpu_full.yaml")
+    assert result.returncode == 0, result.stderr
+    command = next(line for line in result.stdout.splitlines() if "build-tables" in line
+                   and "--setting" in line)
+    args = shlex.split(command[command.index("python -m tagllm"):])
+    caption = args[args.index("--setting") + 1]
+    assert "the rows at the baselines' budget: [0, 1, 2]" in caption
+    assert caption.endswith("test rows per split all.")
 
 
 def test_paper_preset_dry_run_lists_every_download(tmp_path):
