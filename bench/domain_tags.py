@@ -18,8 +18,6 @@ the prepared data); nothing under results/ changes.
 
 from __future__ import annotations
 
-import argparse
-import logging
 import tempfile
 import time
 from dataclasses import replace
@@ -27,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-import yaml
+from stage1_common import parse_setting, read_setup, stage1_parser
 
 from tagllm.loop import TrainConfig
 from tagllm.objectives import text_losses
@@ -36,17 +34,6 @@ from tagllm.tags import TagTable, mean_embedding_init
 from tagllm.train import Base, _domain_examples, train_domain_tags
 
 LANGUAGE_KIND = "text"
-
-
-def parse_setting(text: str) -> dict:
-    """`lr=0.03,max_examples=96` -> {"lr": 0.03, "max_examples": 96}; "" -> {}."""
-    setting = {}
-    for item in filter(None, text.split(",")):
-        key, _, value = item.partition("=")
-        if not key or not value:
-            raise SystemExit(f"bad setting {item!r}: expected key=value")
-        setting[key] = yaml.safe_load(value)
-    return setting
 
 
 def held_out_loss(base: Base, tags: TagTable, tag: str, texts: list[str],
@@ -60,20 +47,10 @@ def held_out_loss(base: Base, tags: TagTable, tag: str, texts: list[str],
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--results", default="results")
-    parser.add_argument("--config", default="config.yaml")
+    parser = stage1_parser(__doc__.splitlines()[0], [""], 32)
     parser.add_argument("--tags", nargs="+", help="stage-1 tags (default: all but languages)")
-    parser.add_argument("--settings", nargs="+", default=[""],
-                        help='overrides of each tag\'s train block, e.g. "" lr=0.03,max_examples=96')
-    parser.add_argument("--texts", type=int, default=32, help="held-out texts per tag")
-    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)
-    torch.set_num_threads(args.threads)
-    config = yaml.safe_load(Path(args.config).read_text())
-    results = Path(args.results)
-    model_dir = results / "models" / config["model"]["name"]
+    config, results, model_dir = read_setup(args)
     stage1 = config["stage1"]
     names = args.tags or [name for name, entry in stage1.items()
                           if config["data"][entry["dataset"]]["kind"] != LANGUAGE_KIND]

@@ -18,8 +18,6 @@ model and the prepared text data); nothing under results/ changes.
 
 from __future__ import annotations
 
-import argparse
-import logging
 import tempfile
 import time
 from dataclasses import replace
@@ -27,22 +25,13 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-import yaml
+from stage1_common import parse_setting, read_setup, stage1_parser
 
 from tagllm.loop import TrainConfig
 from tagllm.objectives import text_losses as held_out_losses
 from tagllm.precision import describe_cpu
 from tagllm.tags import TagTable, mean_embedding_init
 from tagllm.train import Base, _domain_examples, train_domain_tags
-
-
-def parse_setting(text: str) -> dict:
-    """`lr=0.03,max_examples=48` -> {"lr": 0.03, "max_examples": 48}."""
-    setting = {}
-    for item in filter(None, text.split(",")):
-        key, _, value = item.partition("=")
-        setting[key] = yaml.safe_load(value)
-    return setting
 
 
 def text_losses(base: Base, tags: TagTable, tag: str, texts: list[str]) -> torch.Tensor:
@@ -76,19 +65,8 @@ def moved(tags: TagTable, languages: list[str], init: torch.Tensor) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--results", default="results")
-    parser.add_argument("--config", default="config.yaml")
-    parser.add_argument("--settings", nargs="+", default=["lr=0.001"],
-                        help="overrides of the language tags' train blocks, e.g. lr=0.03,epochs=2")
-    parser.add_argument("--texts", type=int, default=16, help="held-out texts per language")
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)
-    torch.set_num_threads(args.threads)
-    config = yaml.safe_load(Path(args.config).read_text())
-    results = Path(args.results)
-    model_dir = results / "models" / config["model"]["name"]
+    args = stage1_parser(__doc__.splitlines()[0], ["lr=0.001"], 16).parse_args()
+    config, results, model_dir = read_setup(args)
     stage1 = config["stage1"]
     languages = [name for name, entry in stage1.items()
                  if config["data"][entry["dataset"]]["kind"] == "text"]

@@ -3,21 +3,14 @@ is the mean of stage 1's per-text loss."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.bench_module import load_bench
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_domain_tags",
-                                                  ROOT / "bench" / "domain_tags.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("domain_tags")
 
 
 def test_settings_parse_into_overrides(bench):

@@ -3,22 +3,16 @@ prints come from an evaluation's metrics as the tables read them."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.bench_module import load_bench
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_translation",
-                                                  ROOT / "bench" / "translation.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("translation")
 
 
 def test_settings_split_into_stage1_and_translate(bench):
