@@ -28,15 +28,15 @@ import torch
 from stage1_common import parse_setting, read_setup, stage1_parser
 
 from tagllm.loop import TrainConfig
-from tagllm.objectives import text_losses as held_out_losses
+from tagllm.objectives import text_losses
 from tagllm.precision import describe_cpu
 from tagllm.tags import TagTable, mean_embedding_init
 from tagllm.train import Base, _domain_examples, train_domain_tags
 
 
-def text_losses(base: Base, tags: TagTable, tag: str, texts: list[str]) -> torch.Tensor:
+def losses_after(base: Base, tags: TagTable, tag: str, texts: list[str]) -> torch.Tensor:
     """Mean next-token loss of each text after `<tag>` (the stage-1 prompt). (N,)"""
-    return held_out_losses(base, tags, _domain_examples(base, tags, tag, texts))
+    return text_losses(base, tags, _domain_examples(base, tags, tag, texts))
 
 
 def score(base: Base, tags: TagTable, languages: list[str], texts: dict[str, list[str]]) -> dict:
@@ -44,7 +44,7 @@ def score(base: Base, tags: TagTable, languages: list[str], texts: dict[str, lis
     hits = total = 0
     own, other = [], []
     for language in languages:
-        losses = torch.stack([text_losses(base, tags, tag, texts[language])
+        losses = torch.stack([losses_after(base, tags, tag, texts[language])
                               for tag in languages])  # (tags, N)
         mine = losses[languages.index(language)]
         best = losses.min(0).values

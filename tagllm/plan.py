@@ -77,13 +77,18 @@ class Plan:
         return self.seeds
 
     def at_baselines_budget(self, method: str, run: str) -> bool:
-        """Whether (method, run) is a trained baseline of baselines.runs or Tag-LLM beside them at
-        their budget; a linear probe is not (every row, in closed form: one seed is all it has)."""
+        """Whether (method, run) is a trained baseline of baselines.runs or the Tag-LLM row beside
+        them (`tagllm_budget`, or `tagllm` itself when the baselines get the run's own settings);
+        a linear probe is not (every row, in closed form: one seed is all it has)."""
         baselines = self.section("baselines")
-        if run not in (baselines.get("runs") or []):
+        trained = [m for m in baselines.get("methods") or [] if get_method(m).trainer != "probe"]
+        if run not in (baselines.get("runs") or []) or not trained:
             return False
-        return method == "tagllm_budget" or (method in (baselines.get("methods") or [])
-                                             and get_method(method).trainer != "probe")
+        beside = "tagllm_budget" if baselines.get("train") else "tagllm"
+        return method == beside or method in trained
+
+    def _extra_budget_seeds(self, method: str, run: str) -> bool:
+        return bool(self.budget_seeds) and self.at_baselines_budget(method, run)
 
     def stage1_seed(self, seed: int | str) -> int:
         """The stage-1 seed a run of `seed` reads: its own, or the first for a seed beyond `seeds`
@@ -143,6 +148,7 @@ class Plan:
             and get_method(method).trainer == "tags" and not get_method(method).enrich
             and not get_method(method).enriched_tags_from
             and not self.jobs[(method, on)].get("enrich", False)
+            and not self._extra_budget_seeds(method, on)
             and self.jobs[(method, on)] == settings]
         return sorted(members, key=sharing_order) if len(members) > 1 else []
 
@@ -156,7 +162,8 @@ class Plan:
             return []
         members = [method for method, on in self.jobs
                    if on == run and get_method(method).adapter == "none"
-                   and not (method == "tagllm" and run in self.seeded_runs)]
+                   and not (method == "tagllm" and run in self.seeded_runs)
+                   and not self._extra_budget_seeds(method, on)]
         return sorted(members, key=sharing_order) if len(members) > 1 else []
 
     # ------------------------------------------------------------------- what the tables read
@@ -194,7 +201,7 @@ class Plan:
         source = self.config["model"].get("hub_id") or self.config["model"]["source"]
         extra = (f" (Tag-LLM on {', '.join(self.headline_runs)}: "
                  f"{[*self.seeds, *self.extra_seeds]})" if self.extra_seeds else "")
-        if self.budget_seeds:
+        if any(self._extra_budget_seeds(method, run) for method, run in self.jobs):
             extra += (f" (the rows at the baselines' budget: "
                       f"{[*self.seeds, *self.budget_seeds]})")
         rows = (self.section("evaluate").get("max_test_rows") or 0) or "all"

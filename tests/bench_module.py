@@ -11,9 +11,11 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
 def load_bench(name: str) -> ModuleType:
-    """bench/<name>.py as a module, with bench/ importable as `python bench/<name>.py` has it."""
+    """bench/<name>.py as a module; bench/ goes at the end of sys.path (for the scripts' shared
+    module, which `python bench/<name>.py` finds next to them), so that no bench script shadows
+    another module."""
     if str(BENCH) not in sys.path:
-        sys.path.insert(0, str(BENCH))
+        sys.path.append(str(BENCH))
     spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

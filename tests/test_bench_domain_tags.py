@@ -32,3 +32,11 @@ def test_held_out_loss_is_the_mean_over_batches_of_texts(bench, tiny_base):
     each = text_losses(tiny_base, tags, _domain_examples(tiny_base, tags, "SMILES", texts))
     assert bench.held_out_loss(tiny_base, tags, "SMILES", texts, batch_size=2) == \
         pytest.approx(float(each.mean()), rel=1e-5)
+
+
+def test_the_language_bench_shares_the_parser():
+    languages = load_bench("language_tags")
+    assert languages.parse_setting is load_bench("domain_tags").parse_setting.__globals__[
+        "parse_setting"]
+    args = languages.stage1_parser("x", ["lr=0.001"], 16).parse_args([])
+    assert (args.settings, args.texts, args.threads) == (["lr=0.001"], 16, 1)

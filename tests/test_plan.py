@@ -67,9 +67,7 @@ def test_full_cpu_preset_adds_tables_3_and_4_at_tagllm_budget():
 
 
 def test_baselines_seeds_reach_every_row_at_their_budget_but_the_probes():
-    config = overlaid("presets/cpu_full.yaml")
-    config["baselines"]["seeds"] = [0, 1, 2]
-    plan = build_plan(config)
+    plan = build_plan(overlaid("presets/cpu_full.yaml"))  # baselines.seeds: [0, 1, 2]
     for method in ("tagllm_budget", "prompt_tuning", "lora", "lora_head", "prompt_tuning_text"):
         assert plan.job_seeds(method, "qed") == [0, 1, 2], method
     # A probe fits every row in closed form (nothing to draw), and the headline keeps its own.
@@ -79,6 +77,36 @@ def test_baselines_seeds_reach_every_row_at_their_budget_but_the_probes():
     assert plan.stage1_seed(2) == 0  # the extra seeds read the first seed's stage-1 tags
     assert "results/eval/lora_head/qed/seed2/metrics.json" in plan.eval_metric_files()
     assert "the rows at the baselines' budget: [0, 1, 2]" in plan.setting("m")
+
+
+def test_baselines_seeds_reach_tagllm_when_the_baselines_get_its_budget():
+    # baselines.train null (the paper's way): Tag-LLM's own run is the row beside the baselines.
+    config = overlaid("presets/cpu_full.yaml")
+    config["baselines"]["train"] = None
+    config["headline"]["runs"] = ["descriptor"]
+    plan = build_plan(config)
+    assert ("tagllm_budget", "qed") not in plan.jobs
+    assert plan.job_seeds("tagllm", "qed") == plan.job_seeds("lora_head", "qed") == [0, 1, 2]
+    assert plan.job_seeds("tagllm", "dc_synthetic") == [0]
+
+
+def test_rows_with_more_seeds_stay_out_of_the_ablation_family():
+    # The family jobs train and score one seed; a row on baselines.seeds trains on its own.
+    config = overlaid("presets/cpu_full.yaml")
+    config["ablations"]["train"] = config["baselines"]["train"]
+    config["baselines"]["runs"] = ["dc_synthetic"]
+    plan = build_plan(config)
+    assert plan.job_seeds("tagllm_budget", "dc_synthetic") == [0, 1, 2]
+    assert "tagllm_budget" not in plan.trained_together + plan.evaluated_together
+    assert "no_head" in plan.trained_together
+
+
+def test_captions_name_budget_seeds_only_where_a_row_has_them():
+    config = overlaid("presets/cpu_full.yaml")
+    config["baselines"]["methods"] = ["linear_probe", "linear_probe_text"]  # nothing to draw
+    plan = build_plan(config)
+    assert not any(plan.at_baselines_budget(m, r) for m, r in plan.jobs)
+    assert "baselines' budget" not in plan.setting("m")
 
 
 def test_plan_of_an_own_task_keeps_run_and_task_apart():
