@@ -166,9 +166,10 @@ def preset_figures(preset: str | Path | Mapping, name: str = "config") -> dict[s
 
 
 def seed_figures(preset: str | Path | Mapping) -> dict[str, Figure]:
-    """`seeds_<task>`: how many seeds the experiment plan (`tagllm.plan`) trains and scores
-    Tag-LLM with on the run of each task, from a merged config, or a preset file merged onto
-    config.yaml as Snakemake merges it. Nothing where the config cannot be read."""
+    """`seeds_<task>` and `baseline_seeds_<task>`: how many seeds the experiment plan
+    (`tagllm.plan`) trains and scores Tag-LLM and the PEFT baselines with on the run of each task,
+    from a merged config, or a preset file merged onto config.yaml as Snakemake merges it.
+    Nothing where the config cannot be read."""
     from tagllm.plan import build_plan
     from tagllm.preflight import load_config
 
@@ -185,6 +186,12 @@ def seed_figures(preset: str | Path | Mapping) -> dict[str, Figure]:
         seeds = plan.job_seeds("tagllm", run.name)
         out.setdefault(f"seeds_{run.task.name}",
                        Figure(float(len(seeds)), f"{name}: Tag-LLM on {run.name}, seeds {seeds}"))
+        # Every PEFT baseline of a run has the same seeds (baselines.seeds); "lora" stands for them.
+        seeds = plan.job_seeds("lora", run.name) if plan.at_baselines_budget("lora", run.name) \
+            else plan.seeds
+        out.setdefault(f"baseline_seeds_{run.task.name}",
+                       Figure(float(len(seeds)),
+                              f"{name}: PEFT baselines on {run.name}, seeds {seeds}"))
     return out
 
 

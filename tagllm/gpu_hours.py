@@ -249,9 +249,11 @@ def build_jobs(f: Mapping[str, float]) -> list[Job]:
             jobs.append(function_tag_job(stage, group, task, prompt(task), rows, epochs[task]))
             jobs.append(eval_job("Tag-LLM (5 tasks, every seed)", task, prompt(task)))
 
-    # -- baselines (paper Tables 2-3) on the four regression tasks, Tag-LLM's epochs
+    # -- baselines (paper Tables 2-3) on the four regression tasks, Tag-LLM's epochs; the PEFT
+    # rows on each seed the plan trains them with (`baseline_seeds_<task>`), the probes once
     for task in REGRESSION_TASKS:
         rows, n_epochs = train_rows[task], epochs[task]
+        seeds = int(f.get(f"baseline_seeds_{task}", 1))
         virtual = p * (1 if task in ("descriptor", "qed") else 2) + p  # = total tag length (20 / 30)
         variants = {  # name: (prompt, virtual tokens)
             "LoRA (decode)": (prompt(task, "none", False, digits=True), 0),
@@ -264,11 +266,13 @@ def build_jobs(f: Mapping[str, float]) -> list[Job]:
         for name, (pr, extra) in variants.items():
             lora = name.startswith("LoRA")
             tokens = pr.total + extra
-            jobs.append(Job("baseline", name, task, rows, n_epochs, tokens, tokens,
-                            "4N all + LoRA grads" if lora else "4N all",
-                            extra_flops_per_token=6 * LORA_PARAMS if lora else 0.0))
             eval_prompt = Prompt(pr.prefix + extra, 0)
-            jobs.append(eval_job("baselines (6 x 4 tasks)", task, eval_prompt, digits="decode" in name))
+            for _ in range(seeds):
+                jobs.append(Job("baseline", name, task, rows, n_epochs, tokens, tokens,
+                                "4N all + LoRA grads" if lora else "4N all",
+                                extra_flops_per_token=6 * LORA_PARAMS if lora else 0.0))
+                jobs.append(eval_job("baselines (6 x 4 tasks)", task, eval_prompt,
+                                     digits="decode" in name))
         for name, domain in (("linear probing", "none"), ("linear probing + text", "text")):
             pr = prompt(task, domain, False)  # features of train and test, once; the head is cheap
             jobs.append(Job("baseline", name, task, rows + test_rows[task], 1, pr.total, 0,

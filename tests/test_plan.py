@@ -9,13 +9,14 @@ from pathlib import Path
 import yaml
 from snakemake.utils import update_config
 
+from tagllm import gpu_hours
 from tagllm.data.kinds import KIND_COLUMNS
 from tagllm.data.prepare import KIND_SOURCES
 from tagllm.data.table import COLUMN_KINDS, SPLITS
 from tagllm.gpu_figures import seed_figures
 from tagllm.methods import METHODS
 from tagllm.plan import build_plan
-from tagllm.preflight import active
+from tagllm.preflight import active, load_config
 from tagllm.tasks import FIELD_KINDS, KINDS, METRICS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,6 +125,16 @@ def test_gpu_hours_count_the_seeds_the_plan_trains():
     figures = seed_figures(ROOT / "presets/paper.yaml")
     assert figures["seeds_dc"].value == figures["seeds_ba"].value == 5
     assert figures["seeds_qed"].value == 1
+    assert figures["baseline_seeds_qed"].value == figures["baseline_seeds_dc"].value == 1
+    # baselines.seeds multiplies the PEFT rows' GPU hours (not the probes'), and Tag-LLM's on the
+    # runs where it is the row beside them (the paper preset gives the baselines its budget).
+    config = load_config([ROOT / "presets/paper.yaml"], ROOT)
+    one = gpu_hours.compute(preset=config)["subtotals"]
+    config["baselines"]["seeds"] = [0, 1, 2]
+    figures = seed_figures(config)
+    assert figures["baseline_seeds_qed"].value == figures["seeds_qed"].value == 3
+    three = gpu_hours.compute(preset=config)["subtotals"]
+    assert 2.5 * one["baselines"] < three["baselines"] < 3 * one["baselines"]
 
 
 def test_the_plan_imports_no_model_or_chemistry_library():
