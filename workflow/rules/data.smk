@@ -16,7 +16,7 @@ rule prepare_model:
         source=lookup(dpath="model/source", within=config),
         hub_id=lookup(dpath="model/hub_id", within=config, default=""),
     shell:
-        "python -m tagllm prepare-model --source {params.source} --model-id {params.hub_id:q}"
+        "python -m tagllm prepare-model --source {params.source} --model-id '{params.hub_id}'"
         " --out {output.folder} > {log} 2>&1"
 
 

@@ -21,7 +21,7 @@ rule build_tables:
     shell:
         "python -m tagllm build-tables --metrics {input.metrics} --runs {input.runs}"
         " --out-dir results/tables --setting {params.setting:q}"
-        " --tag-length {params.tag_length} --ablation-run {params.ablation_run:q} > {log} 2>&1"
+        " --tag-length {params.tag_length} --ablation-run '{params.ablation_run}' > {log} 2>&1"
 
 
 rule plot_figures:
@@ -43,7 +43,7 @@ rule plot_figures:
         ablation_run=lookup(dpath="ablations/run", within=config, default=""),
     shell:
         "python -m tagllm plot-figures --summary {input.summary} --runs {input.runs}"
-        " --ablation-run {params.ablation_run:q} --tag-length {params.tag_length}"
+        " --ablation-run '{params.ablation_run}' --tag-length {params.tag_length}"
         " --out-dir results/figures"
         " --setting {params.setting:q} > {log} 2>&1"
 
