@@ -414,12 +414,32 @@ def budget_note(runs: list[dict], methods: list[str], run_name: str | None = Non
     return f"Training budgets: {'. '.join(parts)}." if parts else ""
 
 
+def decoding_note(evaluations: list[dict], methods: list[str], run_name: str | None = None
+                  ) -> str:
+    """For each row that decodes its label as text: how many answers held no number (scored as
+    the training mean) and how many were clipped to the training labels' range, over its seeds.
+    A row whose answers hold no number measures that fallback, not the method."""
+    counts: dict[tuple[str, str], list[int]] = {}
+    for evaluation in evaluations:
+        method, run = evaluation.get("method"), evaluation.get("run")
+        if method in methods and "unparsed" in evaluation and run_name in (None, run):
+            total = counts.setdefault((method, run), [0, 0, 0])
+            for i, key in enumerate(("unparsed", "clipped", "n")):
+                total[i] += int(evaluation.get(key) or 0)
+    parts = [f"{get_method(method).label} on {run}: {unparsed} of {n} without a number, "
+             f"{clipped} clipped" for (method, run), (unparsed, clipped, n) in
+             sorted(counts.items(), key=lambda item: (methods.index(item[0][0]), item[0][1]))]
+    return (f"Decoded answers (no number: scored as the training mean; clipped: to the training "
+            f"labels' range): {'; '.join(parts)}.") if parts else ""
+
+
 def build_tables(metric_files: list[str | Path], run_files: list[str | Path],
                  out_dir: str | Path, setting: str, tag_length: int = 10,
                  ablation_run: str | None = None) -> pd.DataFrame:
     """Write summary.{csv,md} and table1-4, table6 (.md, .csv) under `out_dir`."""
     out_dir = Path(out_dir)
-    frame = long_rows(read_metrics(metric_files))
+    evaluations = read_metrics(metric_files)
+    frame = long_rows(evaluations)
     runs = read_run_metrics(run_files)
     write_text(out_dir / "summary.csv", frame.to_csv(index=False))
     write_text(out_dir / "summary.md", f"**Every number of this run.** {setting}\n\n"
@@ -432,12 +452,15 @@ def build_tables(metric_files: list[str | Path], run_files: list[str | Path],
             ("table3_peft", "Table 3: PEFT baselines given Tag-LLM's help", TABLE3_METHODS)):
         wide = table_tasks(frame, methods, runs)
         long = frame[frame.method.isin(methods) & frame.direction.isna()]
-        _write_table(out_dir, name, title, setting, wide, long, budget_note(runs, methods))
+        notes = (budget_note(runs, methods), decoding_note(evaluations, methods))
+        _write_table(out_dir, name, title, setting, wide, long, " ".join(filter(None, notes)))
     ablation_run = ablation_run or _ablation_run(frame)
     ablation = table_ablation(frame, ablation_run, tag_length) if ablation_run else pd.DataFrame()
     long = frame[(frame.run == ablation_run) & (frame.method.isin(TABLE4_METHODS) |
                                                 frame.method.str.fullmatch(SWEEP_PATTERN))]
-    note = budget_note(runs, list(dict.fromkeys(long.method)), ablation_run) \
+    ablated = list(dict.fromkeys(long.method))
+    note = " ".join(filter(None, (budget_note(runs, ablated, ablation_run),
+                                  decoding_note(evaluations, ablated, ablation_run)))) \
         if ablation_run else ""
     title = f"Table 4: ablations on {ablation_run}" if ablation_run else \
         "Table 4: ablations (none in this configuration: `ablations:` is off)"

@@ -272,3 +272,23 @@ def test_table4_says_when_no_ablations_ran(tmp_path):
     build_tables(files["metrics"], files["runs"], tmp_path / "tables", "s", 10)
     table4 = (tmp_path / "tables" / "table4_ablation.md").read_text()
     assert "Table 4: ablations (none in this configuration" in table4
+
+
+def test_captions_count_decoded_answers_without_a_number(tmp_path):
+    # A row that decodes digits falls back to the training mean where an answer holds no number:
+    # with every answer unparsed it measures the fallback, and its caption must say so.
+    decoded = [{**regression("lora", "qed", "qed", 0.12), "unparsed": u, "clipped": c}
+               for u, c in ((1, 2), (3, 0))]
+    no_head = {**regression("no_head", "dc_synthetic", "dc", 1.0, mae=4.6),
+               "unparsed": 3, "clipped": 0}
+    files = write_files(tmp_path, [regression("tagllm", "qed", "qed", 0.02), *decoded,
+                                   regression("tagllm", "dc_synthetic", "dc", 1.0, mae=4.0),
+                                   no_head], [seeded("qed", 0, 88, 32, 1, 1)])
+    build_tables(files["metrics"], files["runs"], tmp_path / "tables", "s", 10)
+    table2 = (tmp_path / "tables" / "table2_tasks.md").read_text().split("\n")[0]
+    table3 = (tmp_path / "tables" / "table3_peft.md").read_text().split("\n")[0]
+    table4 = (tmp_path / "tables" / "table4_ablation.md").read_text().split("\n")[0]
+    assert "LoRA on qed: 4 of 6 without a number, 2 clipped" in table2  # summed over seeds
+    assert "Decoded answers" not in table3  # its rows all have a head
+    assert "without regression head (digits decoded) on dc_synthetic: 3 of 3 without a number" \
+        in table4
