@@ -24,14 +24,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
-import torch
-from stage1_common import parse_setting, read_setup, stage1_parser
+from stage1_common import losses_after, moved, parse_setting, read_setup, stage1_parser
 
 from tagllm.loop import TrainConfig
-from tagllm.objectives import text_losses
 from tagllm.precision import describe_cpu
 from tagllm.tags import TagTable, mean_embedding_init
-from tagllm.train import Base, _domain_examples, train_domain_tags
+from tagllm.train import Base, train_domain_tags
 
 LANGUAGE_KIND = "text"
 
@@ -39,11 +37,7 @@ LANGUAGE_KIND = "text"
 def held_out_loss(base: Base, tags: TagTable, tag: str, texts: list[str],
                   batch_size: int = 8) -> float:
     """Mean over texts of each text's next-token loss after `<tag>`."""
-    losses = []
-    for start in range(0, len(texts), batch_size):
-        examples = _domain_examples(base, tags, tag, texts[start:start + batch_size])
-        losses.append(text_losses(base, tags, examples))
-    return float(torch.cat(losses).mean())
+    return float(losses_after(base, tags, tag, texts, batch_size).mean())
 
 
 def main() -> None:
@@ -81,10 +75,9 @@ def main() -> None:
                 seconds = time.perf_counter() - start
                 trained = TagTable(base.info)
                 trained.load(tmp, names=[name])
-            shift = float((trained.tags[name].detach().cpu() - init).norm() / init.norm())
             label = text or "config.yaml as it is"
             print(f"{name:8} {label:34} {held_out_loss(base, trained, name, texts):8.3f} "
-                  f"{metrics['final_loss']:6.3f} {shift:6.3f} {seconds:8.1f}")
+                  f"{metrics['final_loss']:6.3f} {moved(trained, [name], init):6.3f} {seconds:8.1f}")
 
 
 if __name__ == "__main__":

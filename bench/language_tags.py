@@ -25,18 +25,12 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from stage1_common import parse_setting, read_setup, stage1_parser
+from stage1_common import losses_after, moved, parse_setting, read_setup, stage1_parser
 
 from tagllm.loop import TrainConfig
-from tagllm.objectives import text_losses
 from tagllm.precision import describe_cpu
 from tagllm.tags import TagTable, mean_embedding_init
-from tagllm.train import Base, _domain_examples, train_domain_tags
-
-
-def losses_after(base: Base, tags: TagTable, tag: str, texts: list[str]) -> torch.Tensor:
-    """Mean next-token loss of each text after `<tag>` (the stage-1 prompt). (N,)"""
-    return text_losses(base, tags, _domain_examples(base, tags, tag, texts))
+from tagllm.train import Base, train_domain_tags
 
 
 def score(base: Base, tags: TagTable, languages: list[str], texts: dict[str, list[str]]) -> dict:
@@ -56,12 +50,6 @@ def score(base: Base, tags: TagTable, languages: list[str], texts: dict[str, lis
         other.append(others.mean().item())
     return {"accuracy": hits / total, "own_loss": sum(own) / len(own),
             "other_loss": sum(other) / len(other)}
-
-
-def moved(tags: TagTable, languages: list[str], init: torch.Tensor) -> float:
-    """Mean over tags of ||tag - init|| / ||init||."""
-    return sum(float((tags.tags[t].detach().cpu() - init).norm() / init.norm())
-               for t in languages) / len(languages)
 
 
 def main() -> None:

@@ -1,5 +1,6 @@
 """What the stage-1 benches (language_tags.py, domain_tags.py) share: their common options, the
-`key=value` settings they train under, and the config, model and data they read from results/."""
+`key=value` settings they train under, the config, model and data they read from results/, and
+how they score a tag (held-out loss after it, how far it moved from its initialisation)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,10 @@ from pathlib import Path
 
 import torch
 import yaml
+
+from tagllm.objectives import text_losses
+from tagllm.tags import TagTable
+from tagllm.train import Base, _domain_examples
 
 
 def parse_setting(text: str) -> dict:
@@ -42,3 +47,17 @@ def read_setup(args: argparse.Namespace) -> tuple[dict, Path, Path]:
     config = yaml.safe_load(Path(args.config).read_text())
     results = Path(args.results)
     return config, results, results / "models" / config["model"]["name"]
+
+
+def losses_after(base: Base, tags: TagTable, tag: str, texts: list[str],
+                 batch_size: int = 8) -> torch.Tensor:
+    """Stage 1's loss of each text after `<tag>` (mean next-token loss, nats per token). (N,)"""
+    return torch.cat([text_losses(base, tags, _domain_examples(base, tags, tag,
+                                                                texts[start:start + batch_size]))
+                      for start in range(0, len(texts), batch_size)])
+
+
+def moved(tags: TagTable, names: list[str], init: torch.Tensor) -> float:
+    """Mean over the named tags of ||tag - init|| / ||init||."""
+    return sum(float((tags.tags[t].detach().cpu() - init).norm() / init.norm())
+               for t in names) / len(names)

@@ -187,8 +187,7 @@ def seed_figures(preset: str | Path | Mapping) -> dict[str, Figure]:
         out.setdefault(f"seeds_{run.task.name}",
                        Figure(float(len(seeds)), f"{name}: Tag-LLM on {run.name}, seeds {seeds}"))
         # Every PEFT baseline of a run has the same seeds (baselines.seeds); "lora" stands for them.
-        seeds = plan.job_seeds("lora", run.name) if plan.at_baselines_budget("lora", run.name) \
-            else plan.seeds
+        seeds = plan.job_seeds("lora", run.name)
         out.setdefault(f"baseline_seeds_{run.task.name}",
                        Figure(float(len(seeds)),
                               f"{name}: PEFT baselines on {run.name}, seeds {seeds}"))

@@ -433,6 +433,14 @@ def decoding_note(evaluations: list[dict], methods: list[str], run_name: str | N
             f"labels' range): {'; '.join(parts)}.") if parts else ""
 
 
+def row_notes(runs: list[dict], evaluations: list[dict], methods: list[str],
+              run_name: str | None = None) -> str:
+    """A table's notes on its rows: what each was trained on, and how its decoded answers read."""
+    notes = (budget_note(runs, methods, run_name),
+             decoding_note(evaluations, methods, run_name))
+    return " ".join(note for note in notes if note)
+
+
 def build_tables(metric_files: list[str | Path], run_files: list[str | Path],
                  out_dir: str | Path, setting: str, tag_length: int = 10,
                  ablation_run: str | None = None) -> pd.DataFrame:
@@ -452,15 +460,13 @@ def build_tables(metric_files: list[str | Path], run_files: list[str | Path],
             ("table3_peft", "Table 3: PEFT baselines given Tag-LLM's help", TABLE3_METHODS)):
         wide = table_tasks(frame, methods, runs)
         long = frame[frame.method.isin(methods) & frame.direction.isna()]
-        notes = (budget_note(runs, methods), decoding_note(evaluations, methods))
-        _write_table(out_dir, name, title, setting, wide, long, " ".join(filter(None, notes)))
+        _write_table(out_dir, name, title, setting, wide, long,
+                     row_notes(runs, evaluations, methods))
     ablation_run = ablation_run or _ablation_run(frame)
     ablation = table_ablation(frame, ablation_run, tag_length) if ablation_run else pd.DataFrame()
     long = frame[(frame.run == ablation_run) & (frame.method.isin(TABLE4_METHODS) |
                                                 frame.method.str.fullmatch(SWEEP_PATTERN))]
-    ablated = list(dict.fromkeys(long.method))
-    note = " ".join(filter(None, (budget_note(runs, ablated, ablation_run),
-                                  decoding_note(evaluations, ablated, ablation_run)))) \
+    note = row_notes(runs, evaluations, list(dict.fromkeys(long.method)), ablation_run) \
         if ablation_run else ""
     title = f"Table 4: ablations on {ablation_run}" if ablation_run else \
         "Table 4: ablations (none in this configuration: `ablations:` is off)"
